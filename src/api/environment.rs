@@ -1,0 +1,191 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// Frontegg's public regions. Each maps to the API base URL documented by Frontegg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Region {
+    Eu,
+    Us,
+    Ca,
+    Au,
+}
+
+impl Region {
+    pub fn base_url(self) -> &'static str {
+        match self {
+            Region::Eu => "https://api.frontegg.com",
+            Region::Us => "https://api.us.frontegg.com",
+            Region::Ca => "https://api.ca.frontegg.com",
+            Region::Au => "https://api.au.frontegg.com",
+        }
+    }
+}
+
+/// Where the vendor credentials (clientId and secret of a Frontegg environment) are stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSecretRef {
+    /// Name of the Secret. A FronteggEnvironment reads it from its own namespace; a
+    /// ClusterFronteggEnvironment reads it from the operator's namespace.
+    #[x_kube(validation = Rule::new("self != ''").message("credentialsSecretRef.name must not be empty"))]
+    pub name: String,
+    /// Key holding the environment's client ID.
+    #[serde(default = "default_client_id_key")]
+    pub client_id_key: String,
+    /// Key holding the environment's API key (secret).
+    #[serde(default = "default_secret_key")]
+    pub secret_key: String,
+}
+
+fn default_client_id_key() -> String {
+    "clientId".into()
+}
+fn default_secret_key() -> String {
+    "secret".into()
+}
+
+/// Client-side limit on calls to Frontegg, shared by every token using this environment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    #[schemars(range(min = 1, max = 1000))]
+    pub qps: u32,
+    /// Requests allowed in a burst above the sustained rate.
+    #[schemars(range(min = 1, max = 10000))]
+    pub burst: u32,
+}
+
+/// How to reach one Frontegg environment. Exactly one of `region` and `baseUrl` is set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.region) != has(self.baseUrl)").message("set exactly one of region and baseUrl"))]
+pub struct EnvironmentConnection {
+    /// Frontegg region: eu (api.frontegg.com), us, ca or au.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Region>,
+    /// Custom API base URL (scheme and host, no path), e.g. for a proxy or a test fake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("baseUrl must be an http(s) URL"))]
+    pub base_url: Option<String>,
+    /// The Secret holding the environment's clientId and secret (Frontegg portal: Keys & domains).
+    pub credentials_secret_ref: CredentialsSecretRef,
+    /// Optional value sent as the `frontegg-environment-id` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_id: Option<String>,
+    /// Client-side rate limit for this environment. Defaults to the operator's --qps and --burst.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl EnvironmentConnection {
+    pub fn resolved_base_url(&self) -> String {
+        match (&self.base_url, self.region) {
+            (Some(url), _) => url.trim_end_matches('/').to_string(),
+            (None, Some(region)) => region.base_url().to_string(),
+            (None, None) => Region::Eu.base_url().to_string(),
+        }
+    }
+}
+
+/// A Frontegg environment usable by token resources in the same namespace.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "tokens.frontegg-operator.io",
+    version = "v1alpha1",
+    kind = "FronteggEnvironment",
+    namespaced,
+    status = "EnvironmentStatus",
+    shortname = "fenv",
+    category = "frontegg",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(name = "Base URL", type_ = "string", json_path = ".status.baseUrl"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct FronteggEnvironmentSpec {
+    #[serde(flatten)]
+    pub connection: EnvironmentConnection,
+}
+
+/// Which namespaces may use a ClusterFronteggEnvironment. A namespace is allowed when it is
+/// listed in `names` or matches `selector`. Empty means no namespace is allowed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedNamespaces {
+    /// Namespace names allowed to use this environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// Label selector over namespaces allowed to use this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+/// A Frontegg environment shared across namespaces, with guard rails on which namespaces may
+/// use it and which Frontegg tenants they may act on.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "tokens.frontegg-operator.io",
+    version = "v1alpha1",
+    kind = "ClusterFronteggEnvironment",
+    status = "EnvironmentStatus",
+    shortname = "cfenv",
+    category = "frontegg",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(name = "Base URL", type_ = "string", json_path = ".status.baseUrl"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterFronteggEnvironmentSpec {
+    #[serde(flatten)]
+    pub connection: EnvironmentConnection,
+    /// Namespaces whose token resources may use this environment.
+    #[serde(default)]
+    pub allowed_namespaces: AllowedNamespaces,
+    /// Frontegg tenant IDs that token resources may act on; `*` allows every tenant.
+    #[serde(default)]
+    pub allowed_tenants: Vec<String>,
+}
+
+/// Observed state of an environment (kstatus compatible).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentStatus {
+    /// `Ready` is True when the last vendor authentication with these credentials succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The API base URL in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+}

@@ -1,0 +1,391 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// Which kind of environment a token uses.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum EnvironmentKind {
+    /// A FronteggEnvironment in the token's own namespace.
+    FronteggEnvironment,
+    /// A cluster-wide ClusterFronteggEnvironment.
+    #[default]
+    ClusterFronteggEnvironment,
+}
+
+/// Reference to the environment that issues a token.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentRef {
+    /// FronteggEnvironment (same namespace) or ClusterFronteggEnvironment.
+    #[serde(default)]
+    pub kind: EnvironmentKind,
+    /// Name of the environment.
+    #[x_kube(validation = Rule::new("self != ''").message("environmentRef.name must not be empty"))]
+    pub name: String,
+}
+
+/// What happens to the remote token and the Secret when the resource is deleted.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum DeletionPolicy {
+    /// Revoke the remote token; the Secret is garbage-collected with the resource.
+    #[default]
+    Delete,
+    /// Keep the remote token and the Secret (its owner reference is removed).
+    Orphan,
+}
+
+/// Extra keys rendered into the Secret from the credential.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTemplate {
+    /// Map of Secret key to a MiniJinja (Jinja2) template. Variables: clientId, secret (API
+    /// tokens), token (access tokens), tokenId, expiresAt, baseUrl, tenantId, userId.
+    /// Example: `.env: "CLIENT_ID={{ clientId }}\nCLIENT_SECRET={{ secret }}"` or
+    /// `creds.json: "{{ {'id': clientId, 'secret': secret} | tojson }}"`.
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+}
+
+/// The Kubernetes Secret the credential is written to.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTarget {
+    /// Secret name; defaults to the resource name. An existing Secret not created for this
+    /// resource is never overwritten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = Rule::new("size(self) <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("secret.name must be a valid DNS-1123 subdomain name")
+    )]
+    pub name: Option<String>,
+    /// Labels added to the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Extra keys built from the credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<SecretTemplate>,
+}
+
+/// Fields every token kind shares. Flattened into each kind's spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenCommonSpec {
+    /// Environment that issues the token. Defaults to the operator's --default-environment.
+    /// Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_ref: Option<EnvironmentRef>,
+    /// Frontegg tenant (account) ID the token belongs to. Immutable.
+    #[x_kube(
+        validation = Rule::new("self != ''").message("tenantId must not be empty"),
+        validation = Rule::new("self == oldSelf").message("tenantId is immutable")
+    )]
+    pub tenant_id: String,
+    /// Human readable description stored with the remote token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Token lifetime in minutes. Absent (and no expiresIn) means the token never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub expires_in_minutes: Option<u64>,
+    /// Token lifetime as a duration such as `720h` or `90m` (alternative to expiresInMinutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = Rule::new("self.matches('^([0-9]+(h|m|s))+$') && duration(self) >= duration('1m')").message("expiresIn must be a duration like 720h or 90m, at least 1m")
+    )]
+    pub expires_in: Option<String>,
+    /// Rotate this long before expiry (e.g. `24h`). Defaults to a third of the lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = Rule::new("self.matches('^([0-9]+(h|m|s))+$')").message("renewBefore must be a duration like 24h or 30m")
+    )]
+    pub renew_before: Option<String>,
+    /// Where to write the credential.
+    #[serde(default)]
+    pub secret: SecretTarget,
+    /// Delete (default) revokes the remote token on deletion; Orphan keeps it and the Secret.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// A remote token the operator issued and still tracks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedTokenRecord {
+    /// Frontegg token ID (clientId for API tokens). Not a secret.
+    pub id: String,
+    /// When the operator issued it (RFC 3339).
+    pub issued_at: String,
+    /// When it expires (RFC 3339); absent for tokens that never expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Secret that holds it.
+    pub secret_name: String,
+    /// Digest of the spec fields it was issued from; a change requires a new token.
+    pub issued_spec_hash: String,
+    /// Digest of the fields that can be patched in place (TenantApiToken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patched_spec_hash: Option<String>,
+}
+
+/// A superseded remote token whose revocation has not succeeded yet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRevocation {
+    /// Frontegg token ID.
+    pub id: String,
+    /// Why it was superseded.
+    pub reason: String,
+}
+
+/// The last remote operation the operator attempted, for crash recovery and diagnosis.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRecord {
+    /// Issue, Patch or Revoke.
+    pub operation: String,
+    /// Succeeded or the failure reason.
+    pub result: String,
+    /// When it was attempted (RFC 3339).
+    pub at: String,
+}
+
+/// Observed state of a token resource (kstatus compatible: `Ready` + `observedGeneration`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenStatus {
+    /// `Ready` says whether the Secret holds a valid credential for the current spec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The remote token currently written to the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<IssuedTokenRecord>,
+    /// Superseded remote tokens still to be revoked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_revocations: Vec<PendingRevocation>,
+    /// The last remote operation attempted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt: Option<AttemptRecord>,
+    /// The last value of the rotate annotation that was acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_rotation_request: Option<String>,
+}
+
+/// A user's client-credentials (API) token: the Secret gets `clientId` and `secret`.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "tokens.frontegg-operator.io",
+    version = "v1alpha1",
+    kind = "UserApiToken",
+    namespaced,
+    status = "TokenStatus",
+    shortname = "fuapi",
+    category = "frontegg",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantId"),
+    printcolumn(
+        name = "Secret",
+        type_ = "string",
+        json_path = ".status.current.secretName"
+    ),
+    printcolumn(
+        name = "Expires",
+        type_ = "string",
+        json_path = ".status.current.expiresAt"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.expiresInMinutes) && has(self.expiresIn))").message("set at most one of expiresInMinutes and expiresIn"),
+    validation = Rule::new("!has(self.expiresInMinutes) || self.expiresInMinutes <= 5256000").message("expiresInMinutes must be between 1 and 5256000 for user API tokens"),
+    validation = Rule::new("!has(self.expiresIn) || duration(self.expiresIn) <= duration('87600h')").message("expiresIn must be at most 87600h (5256000 minutes) for user API tokens"),
+    validation = Rule::new("has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)").message("environmentRef is immutable")
+)]
+pub struct UserApiTokenSpec {
+    #[serde(flatten)]
+    pub common: TokenCommonSpec,
+    /// Frontegg user ID the token belongs to. Immutable.
+    #[x_kube(
+        validation = Rule::new("self != ''").message("userId must not be empty"),
+        validation = Rule::new("self == oldSelf").message("userId is immutable")
+    )]
+    pub user_id: String,
+    /// Extra claims encoded into JWTs issued for this token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A user's personal access token: the Secret gets `token`.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "tokens.frontegg-operator.io",
+    version = "v1alpha1",
+    kind = "UserAccessToken",
+    namespaced,
+    status = "TokenStatus",
+    shortname = "fuat",
+    category = "frontegg",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantId"),
+    printcolumn(
+        name = "Secret",
+        type_ = "string",
+        json_path = ".status.current.secretName"
+    ),
+    printcolumn(
+        name = "Expires",
+        type_ = "string",
+        json_path = ".status.current.expiresAt"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.expiresInMinutes) && has(self.expiresIn))").message("set at most one of expiresInMinutes and expiresIn"),
+    validation = Rule::new("has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)").message("environmentRef is immutable")
+)]
+pub struct UserAccessTokenSpec {
+    #[serde(flatten)]
+    pub common: TokenCommonSpec,
+    /// Frontegg user ID the token belongs to. Immutable.
+    #[x_kube(
+        validation = Rule::new("self != ''").message("userId must not be empty"),
+        validation = Rule::new("self == oldSelf").message("userId is immutable")
+    )]
+    pub user_id: String,
+}
+
+/// A tenant (account) client-credentials token: the Secret gets `clientId` and `secret`.
+/// Description, roles, permissions and metadata are updated in place, without a new secret.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "tokens.frontegg-operator.io",
+    version = "v1alpha1",
+    kind = "TenantApiToken",
+    namespaced,
+    status = "TokenStatus",
+    shortname = "ftapi",
+    category = "frontegg",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantId"),
+    printcolumn(
+        name = "Secret",
+        type_ = "string",
+        json_path = ".status.current.secretName"
+    ),
+    printcolumn(
+        name = "Expires",
+        type_ = "string",
+        json_path = ".status.current.expiresAt"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.expiresInMinutes) && has(self.expiresIn))").message("set at most one of expiresInMinutes and expiresIn"),
+    validation = Rule::new("has(self.roleIds) != has(self.permissionIds)").message("set exactly one of roleIds and permissionIds"),
+    validation = Rule::new("has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)").message("environmentRef is immutable")
+)]
+pub struct TenantApiTokenSpec {
+    #[serde(flatten)]
+    pub common: TokenCommonSpec,
+    /// Role IDs granted to the token (exclusive with permissionIds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_ids: Option<Vec<String>>,
+    /// Permission IDs granted to the token (exclusive with roleIds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_ids: Option<Vec<String>>,
+    /// Extra claims encoded into JWTs issued for this token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A tenant (account) access token: the Secret gets `token`.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "tokens.frontegg-operator.io",
+    version = "v1alpha1",
+    kind = "TenantAccessToken",
+    namespaced,
+    status = "TokenStatus",
+    shortname = "ftat",
+    category = "frontegg",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantId"),
+    printcolumn(
+        name = "Secret",
+        type_ = "string",
+        json_path = ".status.current.secretName"
+    ),
+    printcolumn(
+        name = "Expires",
+        type_ = "string",
+        json_path = ".status.current.expiresAt"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.expiresInMinutes) && has(self.expiresIn))").message("set at most one of expiresInMinutes and expiresIn"),
+    validation = Rule::new("has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)").message("environmentRef is immutable")
+)]
+pub struct TenantAccessTokenSpec {
+    #[serde(flatten)]
+    pub common: TokenCommonSpec,
+    /// Role IDs granted to the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_ids: Option<Vec<String>>,
+}
+
+fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "description": "Extra claims encoded into JWTs issued for this token.",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}

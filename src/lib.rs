@@ -1,0 +1,3 @@
+//! Frontegg token operator: issues Frontegg API and access tokens into Kubernetes Secrets.
+
+pub mod api;
