@@ -1,0 +1,363 @@
+//! In-memory Frontegg: vendor tokens and the four token families, with the semantics of the
+//! published OpenAPI (secrets only on create, 201 on create, 404 on a missing id, 400 with
+//! `{"errors": [...]}` on invalid input).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    UserApi,
+    UserAccess,
+    TenantApi,
+    TenantAccess,
+}
+
+impl Family {
+    pub fn user_scoped(self) -> bool {
+        matches!(self, Family::UserApi | Family::UserAccess)
+    }
+    fn max_expires_in_minutes(self) -> Option<f64> {
+        // Only CreateUserApiTokenDto declares a maximum in the spec.
+        (self == Family::UserApi).then_some(5_256_000.0)
+    }
+}
+
+/// One stored token. The fake keeps the secret only to show it to tests (admin API).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredToken {
+    pub id: String,
+    pub family: Family,
+    pub tenant_id: String,
+    pub user_id: Option<String>,
+    pub description: Option<String>,
+    pub secret: String,
+    pub created_at: String,
+    pub expires: Option<String>,
+    pub metadata: Option<Map<String, Value>>,
+    pub role_ids: Option<Vec<String>>,
+    pub permission_ids: Option<Vec<String>>,
+}
+
+pub struct ApiError {
+    pub status: u16,
+    pub messages: Vec<String>,
+}
+
+impl ApiError {
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        ApiError {
+            status: 400,
+            messages: vec![msg.into()],
+        }
+    }
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        ApiError {
+            status: 404,
+            messages: vec![msg.into()],
+        }
+    }
+    pub fn unauthorized() -> Self {
+        ApiError {
+            status: 401,
+            messages: vec!["Unauthorized".into()],
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Store {
+    pub credentials: HashMap<String, String>,
+    pub vendor_token_lifetime: Duration,
+    pub vendor_tokens: HashMap<String, Instant>,
+    pub tokens: HashMap<String, StoredToken>,
+}
+
+fn now_rfc3339() -> String {
+    // Millisecond precision, like Frontegg's JavaScript timestamps.
+    Timestamp::now()
+        .round(jiff::Unit::Millisecond)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn random_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl Store {
+    pub fn vendor_auth(&mut self, body: &Value) -> Result<Value, ApiError> {
+        let client_id = body.get("clientId").and_then(Value::as_str);
+        let secret = body.get("secret").and_then(Value::as_str);
+        let (Some(client_id), Some(secret)) = (client_id, secret) else {
+            return Err(ApiError::bad_request("clientId and secret are required"));
+        };
+        if self.credentials.get(client_id).map(String::as_str) != Some(secret) {
+            return Err(ApiError::unauthorized());
+        }
+        let token = format!("vendor-{}", uuid::Uuid::new_v4().simple());
+        self.vendor_tokens
+            .insert(token.clone(), Instant::now() + self.vendor_token_lifetime);
+        Ok(json!({ "token": token, "expiresIn": self.vendor_token_lifetime.as_secs_f64() }))
+    }
+
+    pub fn check_bearer(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+        let token = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(ApiError::unauthorized)?;
+        match self.vendor_tokens.get(token) {
+            Some(expiry) if Instant::now() < *expiry => Ok(()),
+            _ => Err(ApiError::unauthorized()),
+        }
+    }
+
+    pub fn revoke_vendor_tokens(&mut self) -> usize {
+        let n = self.vendor_tokens.len();
+        self.vendor_tokens.clear();
+        n
+    }
+
+    pub fn create(
+        &mut self,
+        family: Family,
+        tenant: &str,
+        user: Option<&str>,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let body = body
+            .as_object()
+            .ok_or_else(|| ApiError::bad_request("request body must be a JSON object"))?;
+        let description = optional_string(body, "description")?;
+        let metadata = match body.get("metadata") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) if matches!(family, Family::UserApi | Family::TenantApi) => {
+                Some(m.clone())
+            }
+            Some(Value::Object(_)) => None,
+            Some(_) => return Err(ApiError::bad_request("metadata must be an object")),
+        };
+        let expires = match body.get("expiresInMinutes") {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let minutes = v
+                    .as_f64()
+                    .ok_or_else(|| ApiError::bad_request("expiresInMinutes must be a number"))?;
+                if minutes < 1.0 {
+                    return Err(ApiError::bad_request(
+                        "expiresInMinutes must not be less than 1",
+                    ));
+                }
+                if let Some(max) = family.max_expires_in_minutes()
+                    && minutes > max
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "expiresInMinutes must not be greater than {max}"
+                    )));
+                }
+                let at = Timestamp::now() + Duration::from_secs_f64(minutes * 60.0);
+                Some(
+                    at.round(jiff::Unit::Millisecond)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                )
+            }
+        };
+        let role_ids = optional_strings(body, "roleIds")?;
+        let permission_ids = optional_strings(body, "permissionIds")?;
+        if family == Family::TenantApi {
+            match (&role_ids, &permission_ids) {
+                (Some(_), Some(_)) => {
+                    return Err(ApiError::bad_request(
+                        "provide either roleIds or permissionIds, not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(ApiError::bad_request(
+                        "either roleIds or permissionIds must be provided",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let token = StoredToken {
+            id: random_id(),
+            family,
+            tenant_id: tenant.to_string(),
+            user_id: user.map(str::to_string),
+            description,
+            secret: uuid::Uuid::new_v4().simple().to_string(),
+            created_at: now_rfc3339(),
+            expires,
+            metadata,
+            role_ids: if family == Family::TenantApi || family == Family::TenantAccess {
+                role_ids
+            } else {
+                None
+            },
+            permission_ids: if family == Family::TenantApi {
+                permission_ids
+            } else {
+                None
+            },
+        };
+        let view = render(&token, true);
+        self.tokens.insert(token.id.clone(), token);
+        Ok(view)
+    }
+
+    pub fn list(&self, family: Family, tenant: &str, user: Option<&str>) -> Value {
+        let mut items: Vec<&StoredToken> = self
+            .tokens
+            .values()
+            .filter(|t| owned_by(t, family, tenant, user))
+            .collect();
+        items.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        let items: Vec<Value> = items.into_iter().map(|t| render(t, false)).collect();
+        match family {
+            Family::UserAccess | Family::TenantAccess => json!({ "accessTokens": items }),
+            Family::UserApi | Family::TenantApi => Value::Array(items),
+        }
+    }
+
+    pub fn delete(
+        &mut self,
+        family: Family,
+        tenant: &str,
+        user: Option<&str>,
+        id: &str,
+    ) -> Result<(), ApiError> {
+        match self.tokens.get(id) {
+            Some(t) if owned_by(t, family, tenant, user) => {
+                self.tokens.remove(id);
+                Ok(())
+            }
+            _ => Err(ApiError::not_found(format!("token {id} not found"))),
+        }
+    }
+
+    pub fn patch_tenant_api(
+        &mut self,
+        tenant: &str,
+        id: &str,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let body = body
+            .as_object()
+            .ok_or_else(|| ApiError::bad_request("request body must be a JSON object"))?;
+        let description = optional_string(body, "description")?;
+        let role_ids = optional_strings(body, "roleIds")?;
+        let permission_ids = optional_strings(body, "permissionIds")?;
+        let metadata = match body.get("metadata") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) => Some(m.clone()),
+            Some(_) => return Err(ApiError::bad_request("metadata must be an object")),
+        };
+        let token = match self.tokens.get_mut(id) {
+            Some(t) if owned_by(t, Family::TenantApi, tenant, None) => t,
+            _ => return Err(ApiError::not_found(format!("token {id} not found"))),
+        };
+        if description.is_some() {
+            token.description = description;
+        }
+        if metadata.is_some() {
+            token.metadata = metadata;
+        }
+        // As the DTO says, roleIds override permissionIds.
+        if role_ids.is_some() {
+            token.role_ids = role_ids;
+            token.permission_ids = None;
+        } else if permission_ids.is_some() {
+            token.permission_ids = permission_ids;
+            token.role_ids = None;
+        }
+        Ok(render(token, false))
+    }
+}
+
+fn owned_by(t: &StoredToken, family: Family, tenant: &str, user: Option<&str>) -> bool {
+    t.family == family
+        && t.tenant_id == tenant
+        && (!family.user_scoped() || t.user_id.as_deref() == user)
+}
+
+fn optional_string(body: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_request(format!("{key} must be a string"))),
+    }
+}
+
+fn optional_strings(body: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    ApiError::bad_request(format!("{key} must be an array of strings"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "{key} must be an array of strings"
+        ))),
+    }
+}
+
+/// The JSON a response carries for a token, shaped per family as in the OpenAPI schemas.
+fn render(t: &StoredToken, with_secret: bool) -> Value {
+    let mut v = match t.family {
+        // CreateUserApiTokenResponseDto / GetUserApiTokensResponseDto
+        Family::UserApi => json!({
+            "clientId": t.id,
+            "description": t.description.clone().unwrap_or_default(),
+            "metadata": t.metadata.clone().unwrap_or_default(),
+            "createdAt": t.created_at,
+        }),
+        // UserAccessTokenResponse
+        Family::UserAccess => json!({
+            "id": t.id,
+            "description": t.description.clone().unwrap_or_default(),
+            "createdAt": t.created_at,
+        }),
+        // CreateTenantApiTokenResponseDto / GetTenantApiTokensResponse
+        Family::TenantApi => json!({
+            "clientId": t.id,
+            "description": t.description,
+            "tenantId": t.tenant_id,
+            "createdByUserId": null,
+            "metadata": t.metadata.clone().unwrap_or_default(),
+            "createdAt": t.created_at,
+            "roleIds": t.role_ids.clone().unwrap_or_default(),
+            "permissionIds": t.permission_ids.clone().unwrap_or_default(),
+        }),
+        // TenantAccessTokenResponse
+        Family::TenantAccess => json!({
+            "id": t.id,
+            "description": t.description.clone().unwrap_or_default(),
+            "createdAt": t.created_at,
+            "roleIds": t.role_ids.clone().unwrap_or_default(),
+            "createdByUserId": null,
+        }),
+    };
+    if let Some(obj) = v.as_object_mut() {
+        // A token without expiry has no `expires`: the spec says an undefined expiresInMinutes
+        // means "never expires", although GetTenantApiTokensResponse lists `expires` as
+        // required. The conformance test documents this one relaxation.
+        if let Some(expires) = &t.expires {
+            obj.insert("expires".into(), json!(expires));
+        }
+        if with_secret {
+            obj.insert("secret".into(), json!(t.secret));
+        }
+    }
+    v
+}
