@@ -1,4 +1,7 @@
 //! Frontegg token operator: issues Frontegg API and access tokens into Kubernetes Secrets.
 
 pub mod api;
+pub mod controller;
 pub mod identity;
+pub mod metrics;
+pub mod server;

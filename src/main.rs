@@ -1,6 +1,13 @@
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use frontegg_token_operator::{api, controller, metrics::Metrics, server};
+use kube::runtime::events::{Recorder, Reporter};
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -14,13 +21,73 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator.
+    Run(RunArgs),
     /// Print every CRD as YAML.
     Crd,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Namespaces to watch (comma separated). Empty: the whole cluster.
+    #[arg(
+        long,
+        env = "WATCH_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    watch_namespaces: Vec<String>,
+    /// Namespace the operator runs in; ClusterFronteggEnvironment credentials are read here.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "frontegg-token-operator")]
+    operator_namespace: String,
+    /// Environment used by tokens without spec.environmentRef, as Kind/name.
+    #[arg(
+        long,
+        env = "DEFAULT_ENVIRONMENT",
+        default_value = "ClusterFronteggEnvironment/default"
+    )]
+    default_environment: String,
+    /// Drift check and steady-state requeue period.
+    #[arg(long, env = "RESYNC_PERIOD", default_value = "5m", value_parser = humantime::parse_duration)]
+    resync_period: Duration,
+    /// Retry period for permanently failed resources that saw no change.
+    #[arg(long, env = "PERMANENT_FAILURE_RETRY", default_value = "10m", value_parser = humantime::parse_duration)]
+    permanent_failure_retry: Duration,
+    /// Re-check period for environments whose credentials fail.
+    #[arg(long, env = "ENVIRONMENT_RETRY", default_value = "30s", value_parser = humantime::parse_duration)]
+    environment_retry: Duration,
+    /// Concurrent reconciles per kind.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
+    concurrency: u16,
+    /// Default Frontegg requests per second per environment.
+    #[arg(long, env = "FRONTEGG_QPS", default_value_t = 10)]
+    qps: u32,
+    /// Default Frontegg burst per environment.
+    #[arg(long, env = "FRONTEGG_BURST", default_value_t = 20)]
+    burst: u32,
+    /// Timeout of one Frontegg request.
+    #[arg(long, env = "FRONTEGG_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
+    /// Only serve ClusterFronteggEnvironments matching this label selector.
+    #[arg(long, env = "CLUSTER_ENVIRONMENT_SELECTOR")]
+    cluster_environment_selector: Option<String>,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Crd => match frontegg_token_operator::api::crds_yaml() {
+        Command::Crd => match api::crds_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS
@@ -30,5 +97,117 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Run(args) => {
+            init_logging(args.log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "operator stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let default_environment = controller::parse_environment_ref(&args.default_environment)
+        .map_err(|e| anyhow::anyhow!("--default-environment: {e}"))?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach Kubernetes: {e}"))?;
+    let metrics = Arc::new(Metrics::new());
+    let reporter = Reporter {
+        controller: "frontegg-token-operator".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let config = controller::Config {
+        operator_namespace: args.operator_namespace,
+        default_environment,
+        resync: args.resync_period,
+        permanent_retry: args.permanent_failure_retry,
+        environment_retry: args.environment_retry,
+        qps: args.qps,
+        burst: args.burst,
+        request_timeout: args.request_timeout,
+    };
+    let ctx = Arc::new(controller::Context::new(
+        client.clone(),
+        Recorder::new(client, reporter),
+        config,
+        metrics.clone(),
+    ));
+    let scope = controller::Scope {
+        namespaces: args
+            .watch_namespaces
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect(),
+        cluster_environment_selector: args.cluster_environment_selector,
+        concurrency: args.concurrency,
+    };
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown = {
+        let rx = stop_rx.clone();
+        async move {
+            let mut rx = rx;
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight reconciles");
+        let _ = stop_tx.send(true);
+    });
+    let http = tokio::spawn(server::serve(
+        args.metrics_addr,
+        ready.clone(),
+        metrics,
+        shutdown.clone(),
+    ));
+    tracing::info!(namespaces = ?scope.namespaces, "starting controllers");
+    controller::run(ctx, scope, ready, shutdown).await;
+    http.abort();
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -1,0 +1,80 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::runtime::events::Recorder;
+
+use super::drift::DriftCache;
+use super::environment::ClientRegistry;
+use crate::api::EnvironmentRef;
+use crate::metrics::Metrics;
+
+/// Operator settings (flags and environment variables).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where ClusterFronteggEnvironment credentials Secrets live.
+    pub operator_namespace: String,
+    /// Environment for tokens without spec.environmentRef.
+    pub default_environment: EnvironmentRef,
+    /// Drift check and steady-state requeue period.
+    pub resync: Duration,
+    /// How long a permanently failed resource waits before a retry without any change.
+    pub permanent_retry: Duration,
+    /// How often an environment whose credentials fail is checked again.
+    pub environment_retry: Duration,
+    pub qps: u32,
+    pub burst: u32,
+    pub request_timeout: Duration,
+}
+
+/// Everything a reconcile needs, shared by all controllers.
+pub struct Context {
+    pub client: kube::Client,
+    pub recorder: Recorder,
+    pub clients: ClientRegistry,
+    pub drift: DriftCache,
+    pub config: Config,
+    pub metrics: Arc<Metrics>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        recorder: Recorder,
+        config: Config,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Context {
+            client,
+            recorder,
+            clients: ClientRegistry::default(),
+            drift: DriftCache::default(),
+            config,
+            metrics,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Exponential per-resource backoff for transient failures: 1s, 2s, 4s ... 5 min.
+    pub fn next_backoff(&self, key: &str) -> Duration {
+        let n = self
+            .failures
+            .lock()
+            .map(|mut f| {
+                let n = f.entry(key.to_string()).or_default();
+                *n = n.saturating_add(1);
+                *n
+            })
+            .unwrap_or(1);
+        let base = Duration::from_secs(1).saturating_mul(1 << (n - 1).min(9));
+        let jitter = 0.8 + rand::random::<f64>() * 0.4;
+        base.min(Duration::from_secs(300)).mul_f64(jitter)
+    }
+
+    pub fn reset_backoff(&self, key: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(key);
+        }
+    }
+}

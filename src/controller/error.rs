@@ -1,0 +1,87 @@
+use crate::identity::IdentityError;
+
+/// Reconcile failures. Each variant's `reason()` is the condition reason and the Event reason;
+/// `is_permanent()` decides between waiting for a change and backing off.
+/// No variant carries a token secret, a vendor token or a client secret.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{kind} {name} not found")]
+    EnvironmentNotFound { kind: &'static str, name: String },
+    #[error("environment credentials unusable: {0}")]
+    CredentialsInvalid(String),
+    #[error(
+        "namespace {namespace} may not use ClusterFronteggEnvironment {environment} (see its spec.allowedNamespaces)"
+    )]
+    NamespaceNotAllowed {
+        namespace: String,
+        environment: String,
+    },
+    #[error(
+        "tenant {tenant} is not allowed by ClusterFronteggEnvironment {environment} (see its spec.allowedTenants)"
+    )]
+    TenantNotAllowed { tenant: String, environment: String },
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    #[error(
+        "Secret {0} already exists and was not created for this resource; pick another spec.secret.name or delete that Secret"
+    )]
+    SecretConflict(String),
+    #[error("{0}")]
+    Identity(#[from] IdentityError),
+    #[error(
+        "cannot revoke the remote token: {cause}. To delete the resource without revoking, set spec.deletionPolicy to Orphan"
+    )]
+    RevocationFailed { cause: Box<Error> },
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl Error {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::EnvironmentNotFound { .. } => "EnvironmentNotFound",
+            Error::CredentialsInvalid(_) => "CredentialsInvalid",
+            Error::NamespaceNotAllowed { .. } => "NamespaceNotAllowed",
+            Error::TenantNotAllowed { .. } => "TenantNotAllowed",
+            Error::InvalidSpec(_) => "InvalidSpec",
+            Error::SecretConflict(_) => "SecretConflict",
+            Error::Identity(IdentityError::Transient(_)) => "FronteggUnavailable",
+            Error::Identity(e) => e.reason(),
+            Error::RevocationFailed { .. } => "RevocationFailed",
+            Error::Kube(_) => "KubernetesError",
+        }
+    }
+
+    /// Permanent failures need a change of spec, environment or credentials; retrying the
+    /// same input in a loop would only burn Frontegg's quota.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::Identity(e) => !e.is_retryable(),
+            Error::Kube(_) => false,
+            Error::RevocationFailed { cause } => cause.is_permanent(),
+            _ => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_map_to_reasons_and_retry_policy() {
+        let e = Error::Identity(IdentityError::Unauthorized);
+        assert_eq!((e.reason(), e.is_permanent()), ("Unauthorized", true));
+        let e = Error::Identity(IdentityError::Transient("HTTP 503".into()));
+        assert_eq!(
+            (e.reason(), e.is_permanent()),
+            ("FronteggUnavailable", false)
+        );
+        let e = Error::SecretConflict("x".into());
+        assert_eq!((e.reason(), e.is_permanent()), ("SecretConflict", true));
+        let e = Error::RevocationFailed {
+            cause: Box::new(Error::Identity(IdentityError::Unauthorized)),
+        };
+        assert!(e.to_string().contains("deletionPolicy to Orphan"));
+    }
+}

@@ -1,0 +1,160 @@
+//! The four token kinds, each a thin description over one shared lifecycle: which Frontegg
+//! endpoint family it uses, how its spec becomes a create (or patch) request, and which keys
+//! its Secret gets.
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::Resource;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::api::{
+    TenantAccessToken, TenantApiToken, TokenCommonSpec, TokenStatus, UserAccessToken, UserApiToken,
+};
+use crate::identity::{
+    CreateTenantAccessToken, CreateTenantApiToken, CreateUserAccessToken, CreateUserApiToken,
+    TenantAccessTokens, TenantApiTokens, TokenEndpoint, UpdateTenantApiToken, UserAccessTokens,
+    UserApiTokens,
+};
+
+/// Which keys hold the credential in the Secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretLayout {
+    /// `clientId` + `secret` (API tokens, exchanged at /identity/resources/auth/v2/api-token).
+    ClientCredentials,
+    /// `token` (access tokens).
+    AccessToken,
+}
+
+pub trait TokenResource:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    type Endpoint: TokenEndpoint;
+    const KIND: &'static str;
+    const LAYOUT: SecretLayout;
+
+    fn common(&self) -> &TokenCommonSpec;
+    fn token_status(&self) -> Option<&TokenStatus>;
+    fn user_id(&self) -> Option<&str> {
+        None
+    }
+    fn create_request(
+        &self,
+        expires_in_minutes: Option<u64>,
+    ) -> <Self::Endpoint as TokenEndpoint>::Create;
+    /// Fields that can only change by issuing a new token (hashed into the status).
+    fn kind_issue_fields(&self) -> Value {
+        Value::Null
+    }
+    /// The in-place update for kinds Frontegg can patch (tenant API tokens only).
+    fn patch_request(&self) -> Option<UpdateTenantApiToken> {
+        None
+    }
+}
+
+impl TokenResource for UserApiToken {
+    type Endpoint = UserApiTokens;
+    const KIND: &'static str = "UserApiToken";
+    const LAYOUT: SecretLayout = SecretLayout::ClientCredentials;
+    fn common(&self) -> &TokenCommonSpec {
+        &self.spec.common
+    }
+    fn token_status(&self) -> Option<&TokenStatus> {
+        self.status.as_ref()
+    }
+    fn user_id(&self) -> Option<&str> {
+        Some(&self.spec.user_id)
+    }
+    fn create_request(&self, expires_in_minutes: Option<u64>) -> CreateUserApiToken {
+        CreateUserApiToken {
+            description: self.spec.common.description.clone(),
+            expires_in_minutes,
+            metadata: self.spec.metadata.clone(),
+        }
+    }
+    fn kind_issue_fields(&self) -> Value {
+        json!({ "description": self.spec.common.description, "metadata": self.spec.metadata })
+    }
+}
+
+impl TokenResource for UserAccessToken {
+    type Endpoint = UserAccessTokens;
+    const KIND: &'static str = "UserAccessToken";
+    const LAYOUT: SecretLayout = SecretLayout::AccessToken;
+    fn common(&self) -> &TokenCommonSpec {
+        &self.spec.common
+    }
+    fn token_status(&self) -> Option<&TokenStatus> {
+        self.status.as_ref()
+    }
+    fn user_id(&self) -> Option<&str> {
+        Some(&self.spec.user_id)
+    }
+    fn create_request(&self, expires_in_minutes: Option<u64>) -> CreateUserAccessToken {
+        CreateUserAccessToken {
+            description: self.spec.common.description.clone(),
+            expires_in_minutes,
+        }
+    }
+    fn kind_issue_fields(&self) -> Value {
+        json!({ "description": self.spec.common.description })
+    }
+}
+
+impl TokenResource for TenantApiToken {
+    type Endpoint = TenantApiTokens;
+    const KIND: &'static str = "TenantApiToken";
+    const LAYOUT: SecretLayout = SecretLayout::ClientCredentials;
+    fn common(&self) -> &TokenCommonSpec {
+        &self.spec.common
+    }
+    fn token_status(&self) -> Option<&TokenStatus> {
+        self.status.as_ref()
+    }
+    fn create_request(&self, expires_in_minutes: Option<u64>) -> CreateTenantApiToken {
+        CreateTenantApiToken {
+            description: self.spec.common.description.clone(),
+            expires_in_minutes,
+            metadata: self.spec.metadata.clone(),
+            role_ids: self.spec.role_ids.clone(),
+            permission_ids: self.spec.permission_ids.clone(),
+        }
+    }
+    fn patch_request(&self) -> Option<UpdateTenantApiToken> {
+        Some(UpdateTenantApiToken {
+            description: Some(self.spec.common.description.clone().unwrap_or_default()),
+            metadata: Some(self.spec.metadata.clone().unwrap_or_default()),
+            role_ids: self.spec.role_ids.clone(),
+            permission_ids: self.spec.permission_ids.clone(),
+        })
+    }
+}
+
+impl TokenResource for TenantAccessToken {
+    type Endpoint = TenantAccessTokens;
+    const KIND: &'static str = "TenantAccessToken";
+    const LAYOUT: SecretLayout = SecretLayout::AccessToken;
+    fn common(&self) -> &TokenCommonSpec {
+        &self.spec.common
+    }
+    fn token_status(&self) -> Option<&TokenStatus> {
+        self.status.as_ref()
+    }
+    fn create_request(&self, expires_in_minutes: Option<u64>) -> CreateTenantAccessToken {
+        CreateTenantAccessToken {
+            description: self.spec.common.description.clone(),
+            expires_in_minutes,
+            role_ids: self.spec.role_ids.clone(),
+        }
+    }
+    fn kind_issue_fields(&self) -> Value {
+        json!({ "description": self.spec.common.description, "roleIds": self.spec.role_ids })
+    }
+}

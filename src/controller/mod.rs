@@ -1,0 +1,227 @@
+//! The reconcile pipeline and the controllers that drive it.
+
+mod conditions;
+mod context;
+mod drift;
+mod environment;
+mod environments;
+mod error;
+mod kinds;
+mod plan;
+mod reconcile;
+mod secret;
+
+pub use context::{Config, Context};
+pub use environment::parse_environment_ref;
+pub use error::Error;
+pub use kinds::{SecretLayout, TokenResource};
+pub use plan::{Desired, IssueReason, Plan, RemoteState, SecretState, plan};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
+
+use crate::api::{
+    ClusterFronteggEnvironment, EnvironmentKind, FronteggEnvironment, KIND_LABEL, MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE, TenantAccessToken, TenantApiToken, UserAccessToken, UserApiToken,
+};
+
+/// Where the controllers watch.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    /// Empty: the whole cluster. Otherwise only these namespaces (namespaced RBAC suffices).
+    pub namespaces: Vec<String>,
+    /// Label selector restricting which ClusterFronteggEnvironments this instance serves.
+    pub cluster_environment_selector: Option<String>,
+    pub concurrency: u16,
+}
+
+/// Runs every controller until `shutdown` resolves. `ready` turns true once all caches synced.
+pub async fn run(
+    ctx: Arc<Context>,
+    scope: Scope,
+    ready: Arc<AtomicBool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    let namespaces: Vec<Option<String>> = if scope.namespaces.is_empty() {
+        vec![None]
+    } else {
+        scope.namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut controllers: Vec<BoxFuture<'static, ()>> = Vec::new();
+    let mut stores: Vec<BoxFuture<'static, ()>> = Vec::new();
+    for ns in &namespaces {
+        spawn_kind::<UserApiToken>(
+            &ctx,
+            &scope,
+            ns.as_deref(),
+            &shutdown,
+            &mut controllers,
+            &mut stores,
+        );
+        spawn_kind::<UserAccessToken>(
+            &ctx,
+            &scope,
+            ns.as_deref(),
+            &shutdown,
+            &mut controllers,
+            &mut stores,
+        );
+        spawn_kind::<TenantApiToken>(
+            &ctx,
+            &scope,
+            ns.as_deref(),
+            &shutdown,
+            &mut controllers,
+            &mut stores,
+        );
+        spawn_kind::<TenantAccessToken>(
+            &ctx,
+            &scope,
+            ns.as_deref(),
+            &shutdown,
+            &mut controllers,
+            &mut stores,
+        );
+        let (fut, store) = environments::namespaced(ctx.clone(), ns.as_deref(), shutdown.clone());
+        controllers.push(fut);
+        stores.push(wait_ready(store));
+    }
+    let (fut, store) = environments::cluster(
+        ctx.clone(),
+        scope.cluster_environment_selector.clone(),
+        shutdown.clone(),
+    );
+    controllers.push(fut);
+    stores.push(wait_ready(store));
+    tokio::spawn(async move {
+        futures::future::join_all(stores).await;
+        ready.store(true, Ordering::SeqCst);
+        tracing::info!("caches synced; ready");
+    });
+    futures::future::join_all(controllers).await;
+}
+
+fn wait_ready<K: Resource + Clone + Send + Sync + 'static>(
+    store: Store<K>,
+) -> BoxFuture<'static, ()>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    Box::pin(async move {
+        let _ = store.wait_until_ready().await;
+    })
+}
+
+fn api_for<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn spawn_kind<K: TokenResource>(
+    ctx: &Arc<Context>,
+    scope: &Scope,
+    ns: Option<&str>,
+    shutdown: &(impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static),
+    controllers: &mut Vec<BoxFuture<'static, ()>>,
+    stores: &mut Vec<BoxFuture<'static, ()>>,
+) {
+    let client = &ctx.client;
+    // Only our own Secrets, by label, and only their metadata: the operator never caches
+    // Secret contents it does not own, nor every Secret in the cluster.
+    let owned = watcher(
+        api_for::<PartialObjectMeta<Secret>>(client, ns),
+        watcher::Config::default().labels(&format!(
+            "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{KIND_LABEL}={}",
+            K::KIND
+        )),
+    )
+    .touched_objects();
+    let controller = Controller::new(
+        api_for::<K>(client, ns),
+        watcher::Config::default().any_semantic(),
+    );
+    let store = controller.store();
+    stores.push(wait_ready(store.clone()));
+    let default_env = ctx.config.default_environment.clone();
+    let by_env = store.clone();
+    let default_env2 = default_env.clone();
+    let mut cluster_cfg = watcher::Config::default();
+    if let Some(sel) = &scope.cluster_environment_selector {
+        cluster_cfg = cluster_cfg.labels(sel);
+    }
+    let fut = controller
+        .owns_stream(owned)
+        .watches(
+            api_for::<FronteggEnvironment>(client, ns),
+            watcher::Config::default(),
+            move |env| {
+                tokens_using(
+                    &by_env,
+                    &default_env,
+                    EnvironmentKind::FronteggEnvironment,
+                    &env.name_any(),
+                    env.namespace().as_deref(),
+                )
+            },
+        )
+        .watches(
+            Api::<ClusterFronteggEnvironment>::all(client.clone()),
+            cluster_cfg,
+            move |env| {
+                tokens_using(
+                    &store,
+                    &default_env2,
+                    EnvironmentKind::ClusterFronteggEnvironment,
+                    &env.name_any(),
+                    None,
+                )
+            },
+        )
+        .with_config(kube::runtime::controller::Config::default().concurrency(scope.concurrency))
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            reconcile::reconcile::<K>,
+            reconcile::error_policy::<K>,
+            ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, kind = K::KIND, "controller event");
+            }
+        });
+    controllers.push(Box::pin(fut));
+}
+
+/// Tokens whose (possibly defaulted) environment is the one that changed.
+fn tokens_using<K: TokenResource>(
+    store: &Store<K>,
+    default: &crate::api::EnvironmentRef,
+    kind: EnvironmentKind,
+    name: &str,
+    namespace: Option<&str>,
+) -> Vec<ObjectRef<K>> {
+    store
+        .state()
+        .iter()
+        .filter(|t| {
+            let r = environment::effective_ref(t.common().environment_ref.as_ref(), default);
+            r.kind == kind
+                && r.name == name
+                && (namespace.is_none() || t.namespace().as_deref() == namespace)
+        })
+        .map(|t| ObjectRef::from_obj(&**t))
+        .collect()
+}

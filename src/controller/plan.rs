@@ -1,0 +1,493 @@
+//! Pure planning: from what the spec wants and what exists, decide the one next step.
+//! No I/O here; every branch is unit-tested below.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::api::TokenStatus;
+
+/// What the spec asks for, after validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    pub secret_name: String,
+    pub expires_in_minutes: Option<u64>,
+    pub renew_before: Option<Duration>,
+    /// Digest of the fields that need a new token when they change.
+    pub issued_spec_hash: String,
+    /// Digest of the fields Frontegg can patch in place (tenant API tokens).
+    pub patched_spec_hash: Option<String>,
+    /// Current value of the rotate annotation.
+    pub rotation_request: Option<String>,
+}
+
+/// The Secret as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretState {
+    Missing,
+    /// Ours, holding the credential; `up_to_date` says whether keys, labels and owner match.
+    Owned {
+        up_to_date: bool,
+    },
+    /// Ours, but the credential key was removed or emptied: the secret cannot be read back.
+    OwnedWithoutCredential,
+}
+
+/// The remote token as the last shared listing saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoteState {
+    /// Not listed yet, or the listing predates the token.
+    Unknown,
+    Present,
+    Absent,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssueReason {
+    Initial,
+    SecretMissing,
+    RemoteMissing,
+    SpecChanged,
+    SecretRenamed,
+    RotationRequested,
+    Expiring,
+}
+
+impl IssueReason {
+    /// Event reason for the outcome.
+    pub fn event_reason(self) -> &'static str {
+        match self {
+            IssueReason::Initial => "Issued",
+            IssueReason::SecretMissing | IssueReason::RemoteMissing => "Reissued",
+            IssueReason::SpecChanged | IssueReason::SecretRenamed => "Replaced",
+            IssueReason::RotationRequested | IssueReason::Expiring => "Rotated",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            IssueReason::Initial => "first issuance",
+            IssueReason::SecretMissing => "the Secret was deleted or lost its credential",
+            IssueReason::RemoteMissing => "the remote token was deleted outside the operator",
+            IssueReason::SpecChanged => "the spec changed in a way that needs a new token",
+            IssueReason::SecretRenamed => "spec.secret.name changed",
+            IssueReason::RotationRequested => "rotation was requested with the rotate annotation",
+            IssueReason::Expiring => "the token is close to expiry",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Plan {
+    /// Create a remote token, write the Secret, then revoke `revoke` (the superseded token).
+    Issue {
+        reason: IssueReason,
+        revoke: Option<String>,
+    },
+    /// Update the remote token in place (tenant API tokens), then refresh the Secret.
+    Patch,
+    /// Rewrite the Secret from the credential it already holds.
+    WriteSecret,
+    /// Nothing to do; look again after `requeue_after`.
+    Steady { requeue_after: Duration },
+}
+
+pub fn plan(
+    desired: &Desired,
+    status: &TokenStatus,
+    secret: SecretState,
+    remote: RemoteState,
+    now: Timestamp,
+    resync: Duration,
+) -> Plan {
+    let Some(current) = &status.current else {
+        return Plan::Issue {
+            reason: IssueReason::Initial,
+            revoke: None,
+        };
+    };
+    let replace = |reason| Plan::Issue {
+        reason,
+        revoke: Some(current.id.clone()),
+    };
+    if remote == RemoteState::Absent {
+        // Nothing left to revoke remotely.
+        return Plan::Issue {
+            reason: IssueReason::RemoteMissing,
+            revoke: None,
+        };
+    }
+    if current.secret_name != desired.secret_name {
+        return replace(IssueReason::SecretRenamed);
+    }
+    if matches!(
+        secret,
+        SecretState::Missing | SecretState::OwnedWithoutCredential
+    ) {
+        return replace(IssueReason::SecretMissing);
+    }
+    if current.issued_spec_hash != desired.issued_spec_hash {
+        return replace(IssueReason::SpecChanged);
+    }
+    if desired.rotation_request.is_some()
+        && desired.rotation_request != status.handled_rotation_request
+    {
+        return replace(IssueReason::RotationRequested);
+    }
+    let renew_at = renewal_time(
+        current.issued_at.as_str(),
+        current.expires_at.as_deref(),
+        desired.renew_before,
+    );
+    if let Some(renew_at) = renew_at
+        && now >= renew_at
+    {
+        return replace(IssueReason::Expiring);
+    }
+    if desired.patched_spec_hash.is_some() && desired.patched_spec_hash != current.patched_spec_hash
+    {
+        return Plan::Patch;
+    }
+    if secret == (SecretState::Owned { up_to_date: false }) {
+        return Plan::WriteSecret;
+    }
+    let until_renewal = renew_at
+        .map(|at| Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO))
+        .unwrap_or(resync);
+    Plan::Steady {
+        requeue_after: until_renewal.min(resync),
+    }
+}
+
+/// When to replace a token: `renewBefore` ahead of expiry, or after two thirds of its lifetime
+/// (cert-manager's default), never for a token that does not expire.
+pub fn renewal_time(
+    issued_at: &str,
+    expires_at: Option<&str>,
+    renew_before: Option<Duration>,
+) -> Option<Timestamp> {
+    let expires: Timestamp = expires_at?.parse().ok()?;
+    let issued: Timestamp = issued_at.parse().unwrap_or(expires);
+    let lifetime = Duration::try_from(expires.duration_since(issued)).unwrap_or(Duration::ZERO);
+    let before = renew_before.unwrap_or(lifetime / 3).min(lifetime);
+    expires.checked_sub(before).ok()
+}
+
+/// Parses the CRD's duration format (`720h`, `1h30m`, `90s`), as admission already checked.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let mut total = Duration::ZERO;
+    let mut digits = String::new();
+    for c in value.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("{value:?} is not a duration like 720h or 90m"))?;
+        digits.clear();
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(format!("{value:?} is not a duration like 720h or 90m")),
+        };
+        total += Duration::from_secs(n.saturating_mul(unit));
+    }
+    if !digits.is_empty() || value.is_empty() {
+        return Err(format!("{value:?} is not a duration like 720h or 90m"));
+    }
+    Ok(total)
+}
+
+/// Whole minutes for Frontegg's `expiresInMinutes`, rounding a partial minute up.
+pub fn whole_minutes(d: Duration) -> u64 {
+    d.as_secs().div_ceil(60).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::IssuedTokenRecord;
+
+    fn desired() -> Desired {
+        Desired {
+            secret_name: "s".into(),
+            expires_in_minutes: Some(60),
+            renew_before: None,
+            issued_spec_hash: "h1".into(),
+            patched_spec_hash: None,
+            rotation_request: None,
+        }
+    }
+
+    fn issued(expires_at: Option<&str>) -> TokenStatus {
+        TokenStatus {
+            current: Some(IssuedTokenRecord {
+                id: "tok-1".into(),
+                issued_at: "2026-01-01T00:00:00Z".into(),
+                expires_at: expires_at.map(str::to_string),
+                secret_name: "s".into(),
+                issued_spec_hash: "h1".into(),
+                patched_spec_hash: None,
+            }),
+            ..TokenStatus::default()
+        }
+    }
+
+    const FRESH: SecretState = SecretState::Owned { up_to_date: true };
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+    const RESYNC: Duration = Duration::from_secs(300);
+
+    #[test]
+    fn first_reconcile_issues() {
+        let p = plan(
+            &desired(),
+            &TokenStatus::default(),
+            SecretState::Missing,
+            RemoteState::Unknown,
+            at("2026-01-01T00:00:00Z"),
+            RESYNC,
+        );
+        assert_eq!(
+            p,
+            Plan::Issue {
+                reason: IssueReason::Initial,
+                revoke: None
+            }
+        );
+    }
+
+    #[test]
+    fn steady_state_requeues_at_resync_or_renewal_whichever_is_first() {
+        let s = issued(Some("2026-01-01T01:00:00Z"));
+        // Renewal at 00:40 (two thirds of an hour); at 00:30 that is 10 minutes away, over resync.
+        let p = plan(
+            &desired(),
+            &s,
+            FRESH,
+            RemoteState::Present,
+            at("2026-01-01T00:30:00Z"),
+            RESYNC,
+        );
+        assert_eq!(
+            p,
+            Plan::Steady {
+                requeue_after: RESYNC
+            }
+        );
+        let p = plan(
+            &desired(),
+            &s,
+            FRESH,
+            RemoteState::Present,
+            at("2026-01-01T00:38:00Z"),
+            RESYNC,
+        );
+        assert_eq!(
+            p,
+            Plan::Steady {
+                requeue_after: Duration::from_secs(120)
+            }
+        );
+        let never = issued(None);
+        let p = plan(
+            &desired(),
+            &never,
+            FRESH,
+            RemoteState::Unknown,
+            at("2030-01-01T00:00:00Z"),
+            RESYNC,
+        );
+        assert_eq!(
+            p,
+            Plan::Steady {
+                requeue_after: RESYNC
+            }
+        );
+    }
+
+    #[test]
+    fn expiring_token_is_rotated_and_the_old_one_revoked() {
+        let s = issued(Some("2026-01-01T01:00:00Z"));
+        let p = plan(
+            &desired(),
+            &s,
+            FRESH,
+            RemoteState::Present,
+            at("2026-01-01T00:41:00Z"),
+            RESYNC,
+        );
+        assert_eq!(
+            p,
+            Plan::Issue {
+                reason: IssueReason::Expiring,
+                revoke: Some("tok-1".into())
+            }
+        );
+        let mut d = desired();
+        d.renew_before = Some(Duration::from_secs(5 * 60));
+        let p = plan(
+            &d,
+            &s,
+            FRESH,
+            RemoteState::Present,
+            at("2026-01-01T00:41:00Z"),
+            RESYNC,
+        );
+        assert!(matches!(p, Plan::Steady { .. }));
+    }
+
+    #[test]
+    fn deleted_secret_reissues_and_revokes_the_unreadable_old_token() {
+        let s = issued(None);
+        for state in [SecretState::Missing, SecretState::OwnedWithoutCredential] {
+            let p = plan(
+                &desired(),
+                &s,
+                state,
+                RemoteState::Present,
+                at("2026-01-01T00:00:00Z"),
+                RESYNC,
+            );
+            assert_eq!(
+                p,
+                Plan::Issue {
+                    reason: IssueReason::SecretMissing,
+                    revoke: Some("tok-1".into())
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn remote_token_deleted_out_of_band_is_recreated_without_revocation() {
+        let p = plan(
+            &desired(),
+            &issued(None),
+            FRESH,
+            RemoteState::Absent,
+            at("2026-01-01T00:00:00Z"),
+            RESYNC,
+        );
+        assert_eq!(
+            p,
+            Plan::Issue {
+                reason: IssueReason::RemoteMissing,
+                revoke: None
+            }
+        );
+    }
+
+    #[test]
+    fn spec_changes_replace_unless_patchable() {
+        let mut d = desired();
+        d.issued_spec_hash = "h2".into();
+        let p = plan(
+            &d,
+            &issued(None),
+            FRESH,
+            RemoteState::Present,
+            at("2026-01-01T00:00:00Z"),
+            RESYNC,
+        );
+        assert_eq!(
+            p,
+            Plan::Issue {
+                reason: IssueReason::SpecChanged,
+                revoke: Some("tok-1".into())
+            }
+        );
+        let mut d = desired();
+        d.patched_spec_hash = Some("p2".into());
+        let p = plan(
+            &d,
+            &issued(None),
+            FRESH,
+            RemoteState::Present,
+            at("2026-01-01T00:00:00Z"),
+            RESYNC,
+        );
+        assert_eq!(p, Plan::Patch);
+    }
+
+    #[test]
+    fn rotate_annotation_rotates_once_per_value() {
+        let mut d = desired();
+        d.rotation_request = Some("2026-01-01".into());
+        let mut s = issued(None);
+        let p = plan(
+            &d,
+            &s,
+            FRESH,
+            RemoteState::Present,
+            at("2026-01-01T00:00:00Z"),
+            RESYNC,
+        );
+        assert_eq!(
+            p,
+            Plan::Issue {
+                reason: IssueReason::RotationRequested,
+                revoke: Some("tok-1".into())
+            }
+        );
+        s.handled_rotation_request = Some("2026-01-01".into());
+        let p = plan(
+            &d,
+            &s,
+            FRESH,
+            RemoteState::Present,
+            at("2026-01-01T00:00:00Z"),
+            RESYNC,
+        );
+        assert!(matches!(p, Plan::Steady { .. }));
+    }
+
+    #[test]
+    fn stale_secret_contents_are_rewritten_without_a_new_token() {
+        let p = plan(
+            &desired(),
+            &issued(None),
+            SecretState::Owned { up_to_date: false },
+            RemoteState::Present,
+            at("2026-01-01T00:00:00Z"),
+            RESYNC,
+        );
+        assert_eq!(p, Plan::WriteSecret);
+    }
+
+    #[test]
+    fn renamed_secret_replaces_the_token() {
+        let mut d = desired();
+        d.secret_name = "other".into();
+        let p = plan(
+            &d,
+            &issued(None),
+            FRESH,
+            RemoteState::Present,
+            at("2026-01-01T00:00:00Z"),
+            RESYNC,
+        );
+        assert_eq!(
+            p,
+            Plan::Issue {
+                reason: IssueReason::SecretRenamed,
+                revoke: Some("tok-1".into())
+            }
+        );
+    }
+
+    #[test]
+    fn durations_parse_like_the_admission_rule() {
+        assert_eq!(parse_duration("720h"), Ok(Duration::from_secs(720 * 3600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("1d").is_err());
+        assert_eq!(whole_minutes(Duration::from_secs(61)), 2);
+        assert_eq!(whole_minutes(Duration::from_secs(3600)), 60);
+    }
+}

@@ -1,0 +1,702 @@
+//! The one token lifecycle, generic over the four kinds:
+//! dereference -> validate -> plan (pure) -> apply -> status.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
+use kube::{Api, ResourceExt};
+use secrecy::SecretString;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::drift::GroupKey;
+use super::environment::{self, Resolved, effective_ref};
+use super::kinds::TokenResource;
+use super::plan::{self, Desired, IssueReason, Plan, RemoteState, SecretState};
+use super::secret::{self, Credential, SecretContext};
+use super::{Context, Error, conditions};
+use crate::api::{
+    AttemptRecord, DeletionPolicy, FINALIZER, IssuedTokenRecord, PendingRevocation,
+    ROTATE_ANNOTATION, TokenStatus,
+};
+use crate::identity::{IdentityError, Scope, TokenEndpoint};
+use crate::metrics::{Metrics, ReconcileLabels, TokenLabels};
+
+pub const FIELD_MANAGER: &str = "frontegg-token-operator";
+
+pub async fn reconcile<K: TokenResource>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            FinalizerEvent::Apply(obj) => report(&*obj, &ctx, apply(&*obj, &ctx).await).await,
+            FinalizerEvent::Cleanup(obj) => report(&*obj, &ctx, cleanup(&*obj, &ctx).await).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
+        finalizer::Error::UnnamedObject | finalizer::Error::InvalidFinalizer => {
+            Error::InvalidSpec("object has no name or an invalid finalizer".into())
+        }
+    });
+    let outcome = match &result {
+        Ok(_) => "success".to_string(),
+        Err(e) => e.reason().to_string(),
+    };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ReconcileLabels {
+            kind: K::KIND.into(),
+            result: outcome,
+        })
+        .inc();
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&Metrics::kind(K::KIND))
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+pub fn error_policy<K: TokenResource>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    if let Error::Identity(IdentityError::RateLimited { reset }) = err {
+        let wait =
+            Duration::try_from(reset.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO);
+        return Action::requeue(wait + Duration::from_millis(100));
+    }
+    Action::requeue(ctx.next_backoff(&object_key(&*obj)))
+}
+
+fn object_key<K: TokenResource>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::KIND,
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// What a successful pass wants written.
+struct Outcome {
+    status: TokenStatus,
+    events: Vec<(EventType, &'static str, String)>,
+    requeue: Duration,
+}
+
+/// Writes the outcome (status, Events) or the failure (Ready=False + Event) and picks the
+/// requeue. Permanent failures wait for a change instead of looping.
+async fn report<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    result: Result<Outcome, Error>,
+) -> Result<Action, Error> {
+    let key = object_key(obj);
+    match result {
+        Ok(outcome) => {
+            write_status(obj, ctx, &outcome.status).await?;
+            for (type_, reason, note) in outcome.events {
+                publish(obj, ctx, type_, reason, note).await;
+            }
+            ctx.reset_backoff(&key);
+            Ok(Action::requeue(outcome.requeue))
+        }
+        Err(err) => {
+            let mut status = obj.token_status().cloned().unwrap_or_default();
+            let generation = obj.meta().generation;
+            conditions::set(
+                &mut status.conditions,
+                "Ready",
+                false,
+                err.reason(),
+                &err.to_string(),
+                generation,
+            );
+            status.observed_generation = generation;
+            if Some(&status) != obj.token_status() {
+                if let Err(e) = write_status(obj, ctx, &status).await {
+                    tracing::warn!(object = %key, error = %e, "could not record the failure in status");
+                }
+                publish(obj, ctx, EventType::Warning, err.reason(), err.to_string()).await;
+            }
+            tracing::warn!(object = %key, reason = err.reason(), error = %err, "reconcile failed");
+            if err.is_permanent() {
+                Ok(Action::requeue(ctx.config.permanent_retry))
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
+
+async fn publish<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::debug!(error = %e, "could not publish Event");
+    }
+}
+
+async fn write_status<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    status: &TokenStatus,
+) -> Result<(), Error> {
+    if obj.token_status() == Some(status) {
+        return Ok(());
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch =
+        json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Validation of the spec alone: everything that needs no cluster or remote read.
+pub fn desired_state<K: TokenResource>(obj: &K) -> Result<Desired, Error> {
+    let common = obj.common();
+    let expires_in_minutes = match (&common.expires_in_minutes, &common.expires_in) {
+        (Some(_), Some(_)) => {
+            return Err(Error::InvalidSpec(
+                "set at most one of expiresInMinutes and expiresIn".into(),
+            ));
+        }
+        (Some(m), None) => Some(*m),
+        (None, Some(d)) => Some(plan::whole_minutes(
+            plan::parse_duration(d).map_err(Error::InvalidSpec)?,
+        )),
+        (None, None) => None,
+    };
+    let renew_before = common
+        .renew_before
+        .as_deref()
+        .map(plan::parse_duration)
+        .transpose()
+        .map_err(Error::InvalidSpec)?;
+    // Templates are checked before any remote call, with a placeholder credential.
+    if let Some(template) = &common.secret.template {
+        let probe = Credential {
+            id: "probe".into(),
+            secret: SecretString::from("probe"),
+            expires_at: Some("probe".into()),
+        };
+        let ctx = SecretContext {
+            base_url: "probe",
+            tenant_id: "probe",
+            user_id: Some("probe"),
+        };
+        secret::render_template(&template.data, K::LAYOUT, &probe, &ctx)?;
+    }
+    let issue_fields = json!({
+        "expiresInMinutes": expires_in_minutes,
+        "kind": obj.kind_issue_fields(),
+    });
+    Ok(Desired {
+        secret_name: common.secret.name.clone().unwrap_or_else(|| obj.name_any()),
+        expires_in_minutes,
+        renew_before,
+        issued_spec_hash: digest(&issue_fields),
+        patched_spec_hash: obj
+            .patch_request()
+            .map(|p| digest(&serde_json::to_value(p).unwrap_or_default())),
+        rotation_request: obj.annotations().get(ROTATE_ANNOTATION).cloned(),
+    })
+}
+
+fn digest(value: &serde_json::Value) -> String {
+    let hash = Sha256::digest(value.to_string().as_bytes());
+    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn scope<K: TokenResource>(obj: &K) -> Scope {
+    Scope {
+        tenant_id: obj.common().tenant_id.clone(),
+        user_id: obj.user_id().map(str::to_string),
+    }
+}
+
+async fn apply<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Outcome, Error> {
+    // Validate what needs no I/O first, then dereference.
+    let desired = desired_state(obj)?;
+    let namespace = obj.namespace().unwrap_or_default();
+    let common = obj.common();
+    let env_ref = effective_ref(
+        common.environment_ref.as_ref(),
+        &ctx.config.default_environment,
+    );
+    let env = environment::resolve(ctx, &namespace, env_ref, &common.tenant_id).await?;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let live_secret = secrets.get_opt(&desired.secret_name).await?;
+    if let Some(live) = &live_secret
+        && !secret::is_owned_by(live, obj)
+    {
+        return Err(Error::SecretConflict(desired.secret_name.clone()));
+    }
+    let status = obj.token_status().cloned().unwrap_or_default();
+    let scope = scope(obj);
+    let base_url = env.client.base_url().to_string();
+    let secret_ctx = SecretContext {
+        base_url: &base_url,
+        tenant_id: &scope.tenant_id,
+        user_id: scope.user_id.as_deref(),
+    };
+
+    let live_credential = live_secret
+        .as_ref()
+        .and_then(|s| secret::read_credential(s, K::LAYOUT));
+    let secret_state = match (&live_secret, &live_credential, &status.current) {
+        (None, _, _) => SecretState::Missing,
+        (Some(live), Some(cred), Some(current)) if cred.id == current.id => {
+            let want = secret::desired_secret(obj, &desired.secret_name, cred, &secret_ctx)?;
+            SecretState::Owned {
+                up_to_date: secret::matches(live, &want),
+            }
+        }
+        _ => SecretState::OwnedWithoutCredential,
+    };
+    let remote = remote_state::<K>(ctx, &env, &scope, status.current.as_ref()).await?;
+
+    let now = Timestamp::now();
+    let step = plan::plan(
+        &desired,
+        &status,
+        secret_state,
+        remote,
+        now,
+        ctx.config.resync,
+    );
+    tracing::debug!(object = %object_key(obj), ?step, "planned");
+
+    let mut new_status = status.clone();
+    let mut events = Vec::new();
+    match step {
+        Plan::Issue { reason, revoke } => {
+            let record = issue(
+                obj,
+                ctx,
+                &env,
+                &desired,
+                &secret_ctx,
+                &secrets,
+                live_secret.as_ref(),
+                reason,
+            )
+            .await?;
+            if reason == IssueReason::SecretRenamed
+                && let Some(old) = &status.current
+            {
+                delete_owned_secret(obj, &secrets, &old.secret_name).await;
+            }
+            events.push((
+                EventType::Normal,
+                reason.event_reason(),
+                format!(
+                    "issued token {} into Secret {}: {}",
+                    record.id,
+                    record.secret_name,
+                    reason.describe()
+                ),
+            ));
+            if reason != IssueReason::Initial {
+                ctx.metrics
+                    .rotations
+                    .get_or_create(&Metrics::kind(K::KIND))
+                    .inc();
+            }
+            if let Some(old) = revoke {
+                new_status.pending_revocations.push(PendingRevocation {
+                    id: old,
+                    reason: reason.describe().into(),
+                });
+            }
+            new_status.current = Some(record);
+            new_status.handled_rotation_request = desired.rotation_request.clone();
+            new_status.last_attempt = Some(AttemptRecord {
+                operation: "Issue".into(),
+                result: "Succeeded".into(),
+                at: now.to_string(),
+            });
+        }
+        Plan::Patch => {
+            let (Some(current), Some(body)) = (new_status.current.as_mut(), obj.patch_request())
+            else {
+                return Err(Error::InvalidSpec(
+                    "patch planned for a kind that cannot be patched".into(),
+                ));
+            };
+            env.client
+                .patch_tenant_api_token(&scope, &current.id, &body)
+                .await?;
+            current.patched_spec_hash = desired.patched_spec_hash.clone();
+            events.push((
+                EventType::Normal,
+                "Updated",
+                format!("updated token {} in place", current.id),
+            ));
+            new_status.last_attempt = Some(AttemptRecord {
+                operation: "Patch".into(),
+                result: "Succeeded".into(),
+                at: now.to_string(),
+            });
+        }
+        Plan::WriteSecret => {
+            if let Some(cred) = &live_credential {
+                let want = secret::desired_secret(obj, &desired.secret_name, cred, &secret_ctx)?;
+                write_secret(&secrets, live_secret.as_ref(), want).await?;
+                events.push((
+                    EventType::Normal,
+                    "SecretUpdated",
+                    format!("rewrote Secret {}", desired.secret_name),
+                ));
+            }
+        }
+        Plan::Steady { .. } => {}
+    }
+
+    revoke_pending::<K>(ctx, &env, &scope, &mut new_status, &mut events).await;
+
+    let current = new_status.current.as_ref();
+    let message = current.map_or_else(String::new, |c| {
+        format!("Secret {} holds token {}", c.secret_name, c.id)
+    });
+    conditions::set(
+        &mut new_status.conditions,
+        "Ready",
+        true,
+        "TokenReady",
+        &message,
+        obj.meta().generation,
+    );
+    new_status.observed_generation = obj.meta().generation;
+    record_token_metrics(obj, ctx, &env, &new_status);
+
+    let requeue = current
+        .and_then(|c| {
+            plan::renewal_time(&c.issued_at, c.expires_at.as_deref(), desired.renew_before)
+        })
+        .map(|at| Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO))
+        .map_or(ctx.config.resync, |until| until.min(ctx.config.resync));
+    // Pending revocations that failed are retried soon, not after a full resync.
+    let requeue = if new_status.pending_revocations.is_empty() {
+        requeue
+    } else {
+        requeue.min(Duration::from_secs(30))
+    };
+    Ok(Outcome {
+        status: new_status,
+        events,
+        requeue,
+    })
+}
+
+/// Present/Absent from the group's shared listing; Unknown when the listing predates the token.
+async fn remote_state<K: TokenResource>(
+    ctx: &Context,
+    env: &Resolved,
+    scope: &Scope,
+    current: Option<&IssuedTokenRecord>,
+) -> Result<RemoteState, Error> {
+    let Some(current) = current else {
+        return Ok(RemoteState::Unknown);
+    };
+    let key = GroupKey {
+        environment: env.key.clone(),
+        endpoint: K::Endpoint::NAME,
+        tenant: scope.tenant_id.clone(),
+        user: scope.user_id.clone(),
+    };
+    let listing = ctx
+        .drift
+        .listing(key, ctx.config.resync, || {
+            env.client.list::<K::Endpoint>(scope)
+        })
+        .await?;
+    let issued_at: Timestamp = current.issued_at.parse().unwrap_or(Timestamp::MAX);
+    Ok(if listing.fetched_at < issued_at {
+        RemoteState::Unknown
+    } else if listing.tokens.iter().any(|t| t.id == current.id) {
+        RemoteState::Present
+    } else {
+        RemoteState::Absent
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn issue<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    env: &Resolved,
+    desired: &Desired,
+    secret_ctx: &SecretContext<'_>,
+    secrets: &Api<Secret>,
+    live: Option<&Secret>,
+    reason: IssueReason,
+) -> Result<IssuedTokenRecord, Error> {
+    let scope = scope(obj);
+    let issued = env
+        .client
+        .create::<K::Endpoint>(&scope, &obj.create_request(desired.expires_in_minutes))
+        .await?;
+    ctx.metrics
+        .issued
+        .get_or_create(&Metrics::kind(K::KIND))
+        .inc();
+    let credential = Credential {
+        id: issued.id.clone(),
+        secret: issued.secret,
+        expires_at: issued.expires_at.map(|t| t.to_string()),
+    };
+    let written = match secret::desired_secret(obj, &desired.secret_name, &credential, secret_ctx) {
+        Ok(want) => write_secret(secrets, live, want).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        // Nobody can read the new token's secret now: revoke it rather than leak it remotely.
+        if let Err(revoke) = env.client.delete::<K::Endpoint>(&scope, &issued.id).await {
+            tracing::warn!(token = %issued.id, error = %revoke, "could not revoke a token whose Secret write failed");
+        }
+        return Err(e);
+    }
+    tracing::info!(object = %object_key(obj), token = %issued.id, ?reason, "issued token");
+    Ok(IssuedTokenRecord {
+        id: issued.id,
+        issued_at: Timestamp::now().to_string(),
+        expires_at: credential.expires_at,
+        secret_name: desired.secret_name.clone(),
+        issued_spec_hash: desired.issued_spec_hash.clone(),
+        patched_spec_hash: desired.patched_spec_hash.clone(),
+    })
+}
+
+async fn write_secret(
+    secrets: &Api<Secret>,
+    live: Option<&Secret>,
+    want: Secret,
+) -> Result<(), Error> {
+    match live {
+        None => {
+            secrets
+                .create(
+                    &PostParams {
+                        field_manager: Some(FIELD_MANAGER.into()),
+                        ..Default::default()
+                    },
+                    &want,
+                )
+                .await?;
+        }
+        Some(_) => {
+            let name = want.metadata.name.clone().unwrap_or_default();
+            let mut patch = serde_json::to_value(&want)
+                .map_err(|e| Error::InvalidSpec(format!("cannot encode Secret: {e}")))?;
+            patch["apiVersion"] = json!("v1");
+            patch["kind"] = json!("Secret");
+            secrets
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn delete_owned_secret<K: TokenResource>(obj: &K, secrets: &Api<Secret>, name: &str) {
+    if let Ok(Some(s)) = secrets.get_opt(name).await
+        && secret::is_owned_by(&s, obj)
+    {
+        let _ = secrets.delete(name, &Default::default()).await;
+    }
+}
+
+async fn revoke_pending<K: TokenResource>(
+    ctx: &Context,
+    env: &Resolved,
+    scope: &Scope,
+    status: &mut TokenStatus,
+    events: &mut Vec<(EventType, &'static str, String)>,
+) {
+    let mut still_pending = Vec::new();
+    for pending in std::mem::take(&mut status.pending_revocations) {
+        match env.client.delete::<K::Endpoint>(scope, &pending.id).await {
+            Ok(()) | Err(IdentityError::NotFound) => {
+                ctx.metrics
+                    .revocations
+                    .get_or_create(&Metrics::kind(K::KIND))
+                    .inc();
+                events.push((
+                    EventType::Normal,
+                    "Revoked",
+                    format!("revoked superseded token {}", pending.id),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(token = %pending.id, error = %e, "revocation failed; will retry");
+                still_pending.push(pending);
+            }
+        }
+    }
+    status.pending_revocations = still_pending;
+}
+
+fn record_token_metrics<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    _env: &Resolved,
+    status: &TokenStatus,
+) {
+    let labels = TokenLabels {
+        kind: K::KIND.into(),
+        namespace: obj.namespace().unwrap_or_default(),
+        name: obj.name_any(),
+    };
+    if let Some(expires) = status
+        .current
+        .as_ref()
+        .and_then(|c| c.expires_at.as_deref())
+        .and_then(|e| e.parse::<Timestamp>().ok())
+    {
+        ctx.metrics
+            .token_expiry
+            .get_or_create(&labels)
+            .set(expires.as_second());
+    }
+    ctx.metrics
+        .pending_revocations
+        .get_or_create(&labels)
+        .set(status.pending_revocations.len() as i64);
+}
+
+async fn cleanup<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Outcome, Error> {
+    let status = obj.token_status().cloned().unwrap_or_default();
+    let namespace = obj.namespace().unwrap_or_default();
+    let mut events = Vec::new();
+    match obj.common().deletion_policy {
+        DeletionPolicy::Orphan => {
+            if let Some(current) = &status.current {
+                let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+                if let Some(s) = secrets.get_opt(&current.secret_name).await?
+                    && secret::is_owned_by(&s, obj)
+                {
+                    // Without the owner reference the garbage collector leaves the Secret alone.
+                    let patch = json!({ "metadata": { "ownerReferences": [] } });
+                    secrets
+                        .patch(
+                            &current.secret_name,
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
+                        )
+                        .await?;
+                }
+                ctx.metrics
+                    .orphaned
+                    .get_or_create(&Metrics::kind(K::KIND))
+                    .inc();
+                events.push((
+                    EventType::Normal,
+                    "Orphaned",
+                    format!(
+                        "left token {} and Secret {} in place",
+                        current.id, current.secret_name
+                    ),
+                ));
+            }
+        }
+        DeletionPolicy::Delete => {
+            let ids: Vec<String> = status
+                .current
+                .iter()
+                .map(|c| c.id.clone())
+                .chain(status.pending_revocations.iter().map(|p| p.id.clone()))
+                .collect();
+            if !ids.is_empty() {
+                let env = resolve_for_cleanup(obj, ctx, &namespace)
+                    .await
+                    .map_err(|e| Error::RevocationFailed { cause: Box::new(e) })?;
+                let scope = scope(obj);
+                for id in ids {
+                    match env.client.delete::<K::Endpoint>(&scope, &id).await {
+                        Ok(()) | Err(IdentityError::NotFound) => {
+                            ctx.metrics
+                                .revocations
+                                .get_or_create(&Metrics::kind(K::KIND))
+                                .inc();
+                            events.push((
+                                EventType::Normal,
+                                "Revoked",
+                                format!("revoked token {id}"),
+                            ));
+                        }
+                        Err(e) => {
+                            return Err(Error::RevocationFailed {
+                                cause: Box::new(e.into()),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let labels = TokenLabels {
+        kind: K::KIND.into(),
+        namespace,
+        name: obj.name_any(),
+    };
+    ctx.metrics.token_expiry.remove(&labels);
+    ctx.metrics.pending_revocations.remove(&labels);
+    // The object is going away: nothing to write back, only Events.
+    Ok(Outcome {
+        status: obj.token_status().cloned().unwrap_or_default(),
+        events,
+        requeue: Duration::ZERO,
+    })
+}
+
+/// During namespace deletion the environment or its credentials Secret may already be gone;
+/// the client built from them earlier still works, so fall back to it.
+async fn resolve_for_cleanup<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Resolved, Error> {
+    let common = obj.common();
+    let env_ref = effective_ref(
+        common.environment_ref.as_ref(),
+        &ctx.config.default_environment,
+    );
+    match environment::resolve(ctx, namespace, env_ref, &common.tenant_id).await {
+        Ok(env) => Ok(env),
+        Err(e @ (Error::EnvironmentNotFound { .. } | Error::CredentialsInvalid(_))) => {
+            let key = environment::environment_key(env_ref, namespace);
+            ctx.clients
+                .cached(&key)
+                .map(|client| Resolved { key, client })
+                .ok_or(e)
+        }
+        Err(e) => Err(e),
+    }
+}

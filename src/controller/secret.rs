@@ -1,0 +1,278 @@
+//! The Kubernetes Secret a token is written to: its keys by kind, template keys, labels and
+//! owner reference, and reading the credential back out of it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::Error;
+use super::kinds::{SecretLayout, TokenResource};
+use crate::api::{KIND_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+
+/// A credential as stored in a Secret. The secret value stays wrapped until serialized.
+#[derive(Clone, Debug)]
+pub struct Credential {
+    pub id: String,
+    pub secret: SecretString,
+    pub expires_at: Option<String>,
+}
+
+/// Everything the template may use besides the credential itself.
+pub struct SecretContext<'a> {
+    pub base_url: &'a str,
+    pub tenant_id: &'a str,
+    pub user_id: Option<&'a str>,
+}
+
+fn credential_key(layout: SecretLayout) -> &'static str {
+    match layout {
+        SecretLayout::ClientCredentials => "secret",
+        SecretLayout::AccessToken => "token",
+    }
+}
+
+pub fn owner_reference<K: TokenResource>(obj: &K) -> Option<OwnerReference> {
+    obj.controller_owner_ref(&())
+}
+
+/// Whether `secret` was written for `obj` (controller owner reference with its UID).
+pub fn is_owned_by<K: TokenResource>(secret: &Secret, obj: &K) -> bool {
+    let uid = obj.meta().uid.as_deref();
+    secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid && o.kind == K::KIND)
+}
+
+/// Reads the credential back from a Secret we own (for re-rendering without a new token).
+pub fn read_credential(secret: &Secret, layout: SecretLayout) -> Option<Credential> {
+    let data = secret.data.as_ref()?;
+    let text = |key: &str| {
+        data.get(key)
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .filter(|s| !s.is_empty())
+    };
+    Some(Credential {
+        id: text("tokenId")?,
+        secret: SecretString::from(text(credential_key(layout))?),
+        expires_at: text("expiresAt"),
+    })
+}
+
+/// Renders the template keys, failing on unknown variables so typos surface as InvalidSpec.
+pub fn render_template(
+    templates: &BTreeMap<String, String>,
+    layout: SecretLayout,
+    cred: &Credential,
+    ctx: &SecretContext<'_>,
+) -> Result<BTreeMap<String, String>, Error> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let mut vars = BTreeMap::new();
+    vars.insert("tokenId", cred.id.as_str());
+    vars.insert("baseUrl", ctx.base_url);
+    vars.insert("tenantId", ctx.tenant_id);
+    if let Some(user) = ctx.user_id {
+        vars.insert("userId", user);
+    }
+    if let Some(expires) = &cred.expires_at {
+        vars.insert("expiresAt", expires.as_str());
+    }
+    match layout {
+        SecretLayout::ClientCredentials => {
+            vars.insert("clientId", cred.id.as_str());
+            vars.insert("secret", cred.secret.expose_secret());
+        }
+        SecretLayout::AccessToken => {
+            vars.insert("token", cred.secret.expose_secret());
+        }
+    }
+    templates
+        .iter()
+        .map(|(key, source)| {
+            // Error text names the key and the template problem, never the rendered values.
+            env.render_str(source, &vars)
+                .map(|v| (key.clone(), v))
+                .map_err(|e| {
+                    Error::InvalidSpec(format!("spec.secret.template.data[{key}]: {}", e.kind()))
+                })
+        })
+        .collect()
+}
+
+/// The complete desired Secret for `obj` holding `cred`.
+pub fn desired_secret<K: TokenResource>(
+    obj: &K,
+    name: &str,
+    cred: &Credential,
+    ctx: &SecretContext<'_>,
+) -> Result<Secret, Error> {
+    let target = &obj.common().secret;
+    let mut data: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(template) = &target.template {
+        data.extend(render_template(&template.data, K::LAYOUT, cred, ctx)?);
+    }
+    // Fixed keys win over template keys of the same name.
+    match K::LAYOUT {
+        SecretLayout::ClientCredentials => {
+            data.insert("clientId".into(), cred.id.clone());
+            data.insert("secret".into(), cred.secret.expose_secret().to_string());
+        }
+        SecretLayout::AccessToken => {
+            data.insert("token".into(), cred.secret.expose_secret().to_string());
+        }
+    }
+    data.insert("tokenId".into(), cred.id.clone());
+    data.insert("baseUrl".into(), ctx.base_url.to_string());
+    if let Some(expires) = &cred.expires_at {
+        data.insert("expiresAt".into(), expires.clone());
+    }
+    let mut labels = target.labels.clone();
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    labels.insert(KIND_LABEL.into(), K::KIND.into());
+    Ok(Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: obj.meta().namespace.clone(),
+            labels: Some(labels),
+            annotations: (!target.annotations.is_empty()).then(|| target.annotations.clone()),
+            owner_references: owner_reference(obj).map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(
+            data.into_iter()
+                .map(|(k, v)| (k, ByteString(v.into_bytes())))
+                .collect(),
+        ),
+        ..Secret::default()
+    })
+}
+
+/// Whether the live Secret already matches the desired one in everything we manage.
+pub fn matches(live: &Secret, desired: &Secret) -> bool {
+    let subset = |want: &Option<BTreeMap<String, String>>,
+                  have: &Option<BTreeMap<String, String>>| {
+        want.iter()
+            .flatten()
+            .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+    };
+    live.data == desired.data
+        && subset(&desired.metadata.labels, &live.metadata.labels)
+        && subset(&desired.metadata.annotations, &live.metadata.annotations)
+        && live.metadata.owner_references == desired.metadata.owner_references
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{SecretTemplate, TokenCommonSpec, UserApiToken, UserApiTokenSpec};
+
+    fn token() -> UserApiToken {
+        let mut t = UserApiToken::new(
+            "ci",
+            UserApiTokenSpec {
+                common: TokenCommonSpec {
+                    environment_ref: None,
+                    tenant_id: "t1".into(),
+                    description: None,
+                    expires_in_minutes: None,
+                    expires_in: None,
+                    renew_before: None,
+                    secret: Default::default(),
+                    deletion_policy: Default::default(),
+                },
+                user_id: "u1".into(),
+                metadata: None,
+            },
+        );
+        t.metadata.namespace = Some("ns".into());
+        t.metadata.uid = Some("uid-1".into());
+        t
+    }
+
+    fn cred() -> Credential {
+        Credential {
+            id: "cid".into(),
+            secret: SecretString::from("s3cr3t-value"),
+            expires_at: None,
+        }
+    }
+
+    const CTX: SecretContext<'static> = SecretContext {
+        base_url: "https://api.frontegg.com",
+        tenant_id: "t1",
+        user_id: Some("u1"),
+    };
+
+    #[test]
+    fn api_token_secret_has_client_credentials_keys_labels_and_owner() {
+        let s = desired_secret(&token(), "ci", &cred(), &CTX).unwrap();
+        let data = s.data.as_ref().unwrap();
+        let keys: Vec<_> = data.keys().cloned().collect();
+        assert_eq!(keys, ["baseUrl", "clientId", "secret", "tokenId"]);
+        assert_eq!(data["secret"].0, b"s3cr3t-value");
+        let labels = s.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels[MANAGED_BY_LABEL], MANAGED_BY_VALUE);
+        assert_eq!(labels[KIND_LABEL], "UserApiToken");
+        let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.uid.as_str(), owner.controller),
+            ("uid-1", Some(true))
+        );
+        assert!(is_owned_by(&s, &token()));
+        let back = read_credential(&s, SecretLayout::ClientCredentials).unwrap();
+        assert_eq!(back.id, "cid");
+        assert_eq!(back.secret.expose_secret(), "s3cr3t-value");
+    }
+
+    #[test]
+    fn template_renders_env_and_json_and_rejects_unknown_variables() {
+        let mut t = token();
+        t.spec.common.secret.template = Some(SecretTemplate {
+            data: [
+                (
+                    ".env".to_string(),
+                    "CLIENT_ID={{ clientId }}\nCLIENT_SECRET={{ secret }}".to_string(),
+                ),
+                (
+                    "creds.json".to_string(),
+                    "{{ {'id': clientId, 'secret': secret} | tojson }}".to_string(),
+                ),
+            ]
+            .into(),
+        });
+        let s = desired_secret(&t, "ci", &cred(), &CTX).unwrap();
+        let data = s.data.unwrap();
+        assert_eq!(data[".env"].0, b"CLIENT_ID=cid\nCLIENT_SECRET=s3cr3t-value");
+        let json: serde_json::Value = serde_json::from_slice(&data["creds.json"].0).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"id": "cid", "secret": "s3cr3t-value"})
+        );
+
+        t.spec.common.secret.template = Some(SecretTemplate {
+            data: [("x".to_string(), "{{ clientSecret }}".to_string())].into(),
+        });
+        let err = desired_secret(&t, "ci", &cred(), &CTX).unwrap_err();
+        assert_eq!(err.reason(), "InvalidSpec");
+        assert!(!err.to_string().contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn foreign_secret_is_not_ours() {
+        let foreign = Secret {
+            metadata: ObjectMeta {
+                name: Some("ci".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(!is_owned_by(&foreign, &token()));
+    }
+}

@@ -1,0 +1,195 @@
+//! Prometheus metrics (served at `/metrics`).
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::identity::RequestObserver;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub kind: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub endpoint: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ManagedLabels {
+    pub kind: String,
+    pub environment: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 12))
+}
+
+pub struct Metrics {
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    pub reconcile_duration: HistogramFamily<KindLabels>,
+    pub identity_requests: Family<RequestLabels, Counter>,
+    pub identity_latency: HistogramFamily<EndpointLabels>,
+    pub rate_limiter_waits: Counter,
+    pub rate_limiter_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    pub tokens_managed: Family<ManagedLabels, Gauge>,
+    pub token_expiry: Family<TokenLabels, Gauge>,
+    pub issued: Family<KindLabels, Counter>,
+    pub rotations: Family<KindLabels, Counter>,
+    pub revocations: Family<KindLabels, Counter>,
+    pub orphaned: Family<KindLabels, Counter>,
+    pub pending_revocations: Family<TokenLabels, Gauge>,
+    registry: Registry,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("frontegg_token_operator");
+        let m = Metrics {
+            reconciles: Family::default(),
+            reconcile_duration: Family::new_with_constructor(latency_histogram),
+            identity_requests: Family::default(),
+            identity_latency: Family::new_with_constructor(latency_histogram),
+            rate_limiter_waits: Counter::default(),
+            rate_limiter_wait_seconds: Counter::default(),
+            tokens_managed: Family::default(),
+            token_expiry: Family::default(),
+            issued: Family::default(),
+            rotations: Family::default(),
+            revocations: Family::default(),
+            orphaned: Family::default(),
+            pending_revocations: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "reconciles",
+            "Reconciles by kind and result",
+            m.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration by kind",
+            m.reconcile_duration.clone(),
+        );
+        registry.register(
+            "identity_requests",
+            "Frontegg API requests by endpoint and status",
+            m.identity_requests.clone(),
+        );
+        registry.register(
+            "identity_request_duration_seconds",
+            "Frontegg API request latency",
+            m.identity_latency.clone(),
+        );
+        registry.register(
+            "rate_limiter_waits",
+            "Requests delayed by the client-side rate limiter or a 429 gate",
+            m.rate_limiter_waits.clone(),
+        );
+        registry.register(
+            "rate_limiter_wait_seconds",
+            "Time spent waiting for the rate limiter",
+            m.rate_limiter_wait_seconds.clone(),
+        );
+        registry.register(
+            "tokens_managed",
+            "Token resources with a live remote token, by kind and environment",
+            m.tokens_managed.clone(),
+        );
+        registry.register(
+            "token_expiry_timestamp_seconds",
+            "Expiry of each managed token (Unix seconds)",
+            m.token_expiry.clone(),
+        );
+        registry.register("tokens_issued", "Remote tokens created", m.issued.clone());
+        registry.register(
+            "token_rotations",
+            "Tokens replaced by a new one (rotation or repair)",
+            m.rotations.clone(),
+        );
+        registry.register(
+            "token_revocations",
+            "Remote tokens revoked",
+            m.revocations.clone(),
+        );
+        registry.register(
+            "tokens_orphaned",
+            "Tokens left in place on deletion (deletionPolicy Orphan)",
+            m.orphaned.clone(),
+        );
+        registry.register(
+            "pending_revocations",
+            "Superseded tokens still awaiting revocation",
+            m.pending_revocations.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn kind(kind: &str) -> KindLabels {
+        KindLabels {
+            kind: kind.to_string(),
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RequestObserver for Metrics {
+    fn request(&self, endpoint: &str, status: &str, latency: Duration) {
+        self.identity_requests
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.identity_latency
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.to_string(),
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    fn rate_limited_wait(&self, waited: Duration) {
+        self.rate_limiter_waits.inc();
+        self.rate_limiter_wait_seconds.inc_by(waited.as_secs_f64());
+    }
+}
