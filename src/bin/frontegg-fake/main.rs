@@ -2,7 +2,7 @@
 //! held to the published OpenAPI, with fault injection and counters for tests and benchmarks.
 //!
 //! Admin API (not part of Frontegg): `GET /_admin/stats`, `GET /_admin/calls`,
-//! `GET /_admin/tokens`, `PUT /_admin/faults`, `POST /_admin/revoke-vendor-tokens`,
+//! `GET /_admin/tokens`, `GET /_admin/issued-secrets`, `PUT /_admin/faults`, `POST /_admin/revoke-vendor-tokens`,
 //! `DELETE /_admin/tokens/{id}`, `POST /_admin/reset-stats`.
 
 mod faults;
@@ -164,6 +164,7 @@ fn router(app: App) -> Router {
             post(admin_revoke_vendor_tokens),
         )
         .route("/_admin/tokens", get(admin_tokens))
+        .route("/_admin/issued-secrets", get(admin_issued_secrets))
         .route("/_admin/tokens/{id}", delete(admin_delete_token));
     frontegg.merge(admin).with_state(app)
 }
@@ -521,4 +522,13 @@ async fn admin_delete_token(State(app): State<App>, Path(id): Path<String>) -> S
     } else {
         StatusCode::NOT_FOUND
     }
+}
+
+async fn admin_issued_secrets(State(app): State<App>) -> Response {
+    let secrets = app
+        .store
+        .lock()
+        .map(|s| s.issued_secrets.clone())
+        .unwrap_or_default();
+    Json(secrets).into_response()
 }

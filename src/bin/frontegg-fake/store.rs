@@ -77,6 +77,9 @@ pub struct Store {
     pub vendor_token_lifetime: Duration,
     pub vendor_tokens: HashMap<String, Instant>,
     pub tokens: HashMap<String, StoredToken>,
+    /// Every token secret and vendor token ever handed out, deleted ones included, so tests
+    /// can prove none of them leaked into logs.
+    pub issued_secrets: Vec<String>,
 }
 
 fn now_rfc3339() -> String {
@@ -207,6 +210,7 @@ impl Store {
             },
         };
         let view = render(&token, true);
+        self.issued_secrets.push(token.secret.clone());
         self.tokens.insert(token.id.clone(), token);
         Ok(view)
     }

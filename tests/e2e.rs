@@ -1,0 +1,558 @@
+//! End to end on a real control plane (etcd, kube-apiserver, kube-controller-manager) with the
+//! operator binary and the Frontegg fake as processes.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+use support::*;
+
+fn example(file: &str) -> String {
+    std::fs::read_to_string(format!("{REPO}/examples/{file}")).expect("example")
+}
+
+fn ready_token_id(obj: &Value) -> String {
+    obj["status"]["current"]["id"]
+        .as_str()
+        .expect("status.current.id")
+        .to_string()
+}
+
+/// Apply the example, check the Secret and the fake agree, delete it, check the remote token
+/// is revoked and the Secret garbage-collected; then the same with deletionPolicy Orphan.
+async fn lifecycle(file: &str, plural: &str, credential_key: &str, create_route: &str) {
+    let env = TestEnv::start(plural).await;
+    let manifest: Value = serde_yaml::from_str(&example(file)).expect("yaml");
+    let name = manifest["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let secret_name = manifest["spec"]["secret"]["name"]
+        .as_str()
+        .unwrap_or(&name)
+        .to_string();
+    env.apply(&example(file)).await;
+
+    let obj = env
+        .wait_ready(plural, &name, "True", Some("TokenReady"))
+        .await;
+    let id = ready_token_id(&obj);
+    let remote = env.fake.token(&id).await.expect("fake has the token");
+    let secret = env.secret(&secret_name).await.expect("Secret written");
+    let data = secret_data(&secret);
+    assert_eq!(
+        data[credential_key],
+        remote["secret"].as_str().expect("secret"),
+        "Secret holds the created secret"
+    );
+    assert_eq!(data["tokenId"], id);
+    assert_eq!(data["baseUrl"], env.fake.url);
+    assert_eq!(
+        env.fake.calls(create_route).await,
+        1,
+        "exactly one create call"
+    );
+    let owner = &secret
+        .metadata
+        .owner_references
+        .as_ref()
+        .expect("owner reference")[0];
+    assert_eq!(owner.uid, obj["metadata"]["uid"].as_str().expect("uid"));
+    assert!(
+        obj["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+    );
+
+    // Delete: the finalizer revokes remotely; kube-controller-manager's garbage collector
+    // deletes the owned Secret.
+    env.delete(plural, &name).await;
+    wait_for(Duration::from_secs(60), "resource deleted", || async {
+        env.get(plural, &name).await.is_none().then_some(())
+    })
+    .await;
+    assert!(env.fake.token(&id).await.is_none(), "remote token revoked");
+    wait_for(
+        Duration::from_secs(60),
+        "owned Secret garbage-collected",
+        || async { env.secret(&secret_name).await.is_none().then_some(()) },
+    )
+    .await;
+
+    // Orphan keeps both.
+    let mut orphan: Value = serde_yaml::from_str(&example(file)).expect("yaml");
+    orphan["metadata"]["name"] = json!(format!("{name}-orphan"));
+    orphan["spec"]["secret"]["name"] = json!(format!("{secret_name}-orphan"));
+    orphan["spec"]["deletionPolicy"] = json!("Orphan");
+    env.apply(&orphan.to_string()).await;
+    let obj = env
+        .wait_ready(plural, &format!("{name}-orphan"), "True", None)
+        .await;
+    let orphan_id = ready_token_id(&obj);
+    env.delete(plural, &format!("{name}-orphan")).await;
+    wait_for(
+        Duration::from_secs(60),
+        "orphan resource deleted",
+        || async {
+            env.get(plural, &format!("{name}-orphan"))
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        env.fake.token(&orphan_id).await.is_some(),
+        "Orphan keeps the remote token"
+    );
+    let kept = env
+        .secret(&format!("{secret_name}-orphan"))
+        .await
+        .expect("Orphan keeps the Secret");
+    assert!(
+        kept.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty(),
+        "owner reference dropped"
+    );
+    env.assert_no_secrets_logged().await;
+}
+
+#[tokio::test]
+async fn user_api_token_lifecycle() {
+    lifecycle(
+        "user-api-token.yaml",
+        "userapitokens",
+        "secret",
+        "POST /identity/resources/users/api-tokens/v1",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn user_access_token_lifecycle() {
+    lifecycle(
+        "user-access-token.yaml",
+        "useraccesstokens",
+        "token",
+        "POST /identity/resources/users/access-tokens/v1",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn tenant_api_token_lifecycle() {
+    lifecycle(
+        "tenant-api-token.yaml",
+        "tenantapitokens",
+        "secret",
+        "POST /identity/resources/tenants/api-tokens/v2",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn tenant_access_token_lifecycle() {
+    lifecycle(
+        "tenant-access-token.yaml",
+        "tenantaccesstokens",
+        "token",
+        "POST /identity/resources/tenants/access-tokens/v1",
+    )
+    .await;
+}
+
+/// Runs `kubectl apply -f -` and returns (success, stderr).
+fn kubectl_apply(manifest: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(kubectl_path())
+        .args(["apply", "-f", "-"])
+        .env("KUBECONFIG", kubeconfig())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(manifest.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("kubectl output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test]
+async fn bad_specs_are_rejected_by_kubectl_apply_with_readable_messages() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = format!("e2e-admission-{}", &uuid_like()[..6]);
+    create_namespace(&client, &ns).await;
+    let token = |kind: &str, spec: Value| {
+        json!({"apiVersion": "tokens.frontegg-operator.io/v1alpha1", "kind": kind,
+               "metadata": {"name": "bad", "namespace": ns}, "spec": spec})
+        .to_string()
+    };
+    let cases = [
+        (token("TenantApiToken", json!({"tenantId": "t", "roleIds": ["r"], "permissionIds": ["p"]})), "set exactly one of roleIds and permissionIds"),
+        (token("UserApiToken", json!({"tenantId": "t", "userId": "u", "expiresInMinutes": 5256001})), "expiresInMinutes must be between 1 and 5256000"),
+        (token("UserApiToken", json!({"tenantId": "t", "userId": "u", "expiresInMinutes": 0})), "spec.expiresInMinutes"),
+        (token("UserAccessToken", json!({"tenantId": "", "userId": "u"})), "tenantId must not be empty"),
+        (token("UserAccessToken", json!({"tenantId": "t", "userId": "u", "secret": {"name": "Not_A_Name"}})), "secret.name must be a valid DNS-1123 subdomain name"),
+        (token("TenantAccessToken", json!({"tenantId": "t", "expiresIn": "2 days"})), "expiresIn must be a duration like 720h or 90m"),
+        (token("UserApiToken", json!({"tenantId": "t"})), "spec.userId: Required value"),
+        (json!({"apiVersion": "tokens.frontegg-operator.io/v1alpha1", "kind": "ClusterFronteggEnvironment", "metadata": {"name": format!("{ns}-bad")},
+                "spec": {"region": "eu", "baseUrl": "https://x", "credentialsSecretRef": {"name": "c"}}}).to_string(), "set exactly one of region and baseUrl"),
+    ];
+    for (manifest, message) in cases {
+        let (ok, stderr) = kubectl_apply(&manifest);
+        assert!(!ok, "accepted: {manifest}");
+        assert!(
+            stderr.contains(message),
+            "expected {message:?} in: {stderr}"
+        );
+    }
+    // Immutable fields.
+    let (ok, stderr) = kubectl_apply(&token(
+        "UserAccessToken",
+        json!({"tenantId": "t1", "userId": "u"}),
+    ));
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = kubectl_apply(&token(
+        "UserAccessToken",
+        json!({"tenantId": "t2", "userId": "u"}),
+    ));
+    assert!(!ok && stderr.contains("tenantId is immutable"), "{stderr}");
+    let (ok, stderr) = kubectl_apply(&token(
+        "UserAccessToken",
+        json!({"tenantId": "t1", "userId": "u2"}),
+    ));
+    assert!(!ok && stderr.contains("userId is immutable"), "{stderr}");
+    // Environment examples pass admission.
+    for file in ["cluster-environment.yaml", "namespaced-environment.yaml"] {
+        let mut v: Value = serde_yaml::from_str(&example(file)).expect("yaml");
+        if v["kind"] == "ClusterFronteggEnvironment" {
+            v["metadata"]["name"] = json!(format!("{ns}-example"));
+        } else {
+            v["metadata"]["namespace"] = json!(ns);
+        }
+        let (ok, stderr) = kubectl_apply(&v.to_string());
+        assert!(ok, "{file}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn foreign_secret_is_never_overwritten() {
+    let env = TestEnv::start("foreign").await;
+    env.apply(r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"taken"},"stringData":{"mine":"keep-me"}}"#).await;
+    env.apply(r#"{"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserAccessToken","metadata":{"name":"grabby"},
+                 "spec":{"tenantId":"t","userId":"u","secret":{"name":"taken"}}}"#).await;
+    let obj = env
+        .wait_ready(
+            "useraccesstokens",
+            "grabby",
+            "False",
+            Some("SecretConflict"),
+        )
+        .await;
+    assert!(
+        obj["status"]["conditions"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not created for this resource")
+    );
+    let secret = env.secret("taken").await.expect("still there");
+    assert_eq!(
+        secret_data(&secret),
+        [("mine".to_string(), "keep-me".to_string())].into()
+    );
+    assert!(secret.metadata.owner_references.is_none(), "not adopted");
+    assert_eq!(
+        env.fake
+            .calls("POST /identity/resources/users/access-tokens/v1")
+            .await,
+        0
+    );
+    assert_event(&env, "grabby", "SecretConflict").await;
+}
+
+async fn assert_event(env: &TestEnv, object: &str, reason: &str) {
+    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.ns);
+    wait_for(
+        Duration::from_secs(30),
+        &format!("Event {reason} for {object}"),
+        || async {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.involved_object.name.as_deref() == Some(object)
+                        && e.reason.as_deref() == Some(reason)
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn disallowed_tenant_and_namespace_get_ready_false_and_no_remote_call() {
+    let other = format!("e2e-other-{}", &uuid_like()[..6]);
+    let env = TestEnv::start_with(
+        "guard",
+        Options {
+            allowed_tenants: vec!["tenant-ok".into()],
+            extra_namespaces: vec![other.clone()],
+            ..Options::default()
+        },
+    )
+    .await;
+    env.apply(r#"{"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"TenantAccessToken","metadata":{"name":"wrong-tenant"},
+                 "spec":{"tenantId":"tenant-evil"}}"#).await;
+    env.wait_ready(
+        "tenantaccesstokens",
+        "wrong-tenant",
+        "False",
+        Some("TenantNotAllowed"),
+    )
+    .await;
+    assert_event(&env, "wrong-tenant", "TenantNotAllowed").await;
+    apply_yaml(
+        &env.client,
+        &json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"TenantAccessToken",
+        "metadata":{"name":"wrong-ns","namespace":other},"spec":{"tenantId":"tenant-ok"}})
+        .to_string(),
+    )
+    .await;
+    wait_for(Duration::from_secs(60), "NamespaceNotAllowed", || async {
+        let obj = get_custom(&env.client, &other, "tenantaccesstokens", "wrong-ns").await?;
+        (obj["status"]["conditions"][0]["reason"] == "NamespaceNotAllowed").then_some(())
+    })
+    .await;
+    assert_eq!(
+        env.fake.identity_calls().await,
+        0,
+        "no identity API call for disallowed resources"
+    );
+}
+
+#[tokio::test]
+async fn fixing_environment_credentials_recovers_tokens() {
+    let env = TestEnv::start("creds").await;
+    let wrong = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"frontegg-credentials"},
+                       "stringData":{"clientId": env.fake.client_id, "secret": "wrong-secret"}});
+    env.apply(&wrong.to_string()).await;
+    wait_for(
+        Duration::from_secs(30),
+        "environment Ready=False",
+        || async {
+            let api = dynamic_api(&env.client, None, "clusterfronteggenvironments");
+            let obj = serde_json::to_value(api.get(&env.env_name).await.ok()?).ok()?;
+            (obj["status"]["conditions"][0]["reason"] == "Unauthorized").then_some(())
+        },
+    )
+    .await;
+    env.apply(&example("user-access-token.yaml")).await;
+    env.wait_ready(
+        "useraccesstokens",
+        "support-agent",
+        "False",
+        Some("Unauthorized"),
+    )
+    .await;
+    let auth_calls = env.fake.calls("POST /auth/vendor").await;
+    assert!(
+        auth_calls <= 10,
+        "bad credentials must not storm vendor auth: {auth_calls} calls"
+    );
+    let right = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"frontegg-credentials"},
+                       "stringData":{"clientId": env.fake.client_id, "secret": env.fake.secret}});
+    env.apply(&right.to_string()).await;
+    env.wait_ready(
+        "useraccesstokens",
+        "support-agent",
+        "True",
+        Some("TokenReady"),
+    )
+    .await;
+    env.assert_no_secrets_logged().await;
+}
+
+#[tokio::test]
+async fn remote_deletion_and_secret_deletion_are_repaired() {
+    let env = TestEnv::start("drift").await;
+    env.apply(&example("user-api-token.yaml")).await;
+    let first = ready_token_id(
+        &env.wait_ready("userapitokens", "ci-bot", "True", None)
+            .await,
+    );
+
+    // Deleted behind our back in Frontegg: recreated at the next drift check.
+    env.fake.delete_token(&first).await;
+    let second = wait_for(Duration::from_secs(60), "token recreated", || async {
+        let obj = env.get("userapitokens", "ci-bot").await?;
+        let id = obj["status"]["current"]["id"].as_str()?.to_string();
+        (id != first).then_some(id)
+    })
+    .await;
+    let secret = wait_for(Duration::from_secs(30), "Secret updated", || async {
+        let s = env.secret("ci-bot-frontegg").await?;
+        (secret_data(&s)["tokenId"] == second).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        secret_data(&secret)["secret"],
+        env.fake.token(&second).await.expect("new token")["secret"]
+            .as_str()
+            .expect("secret")
+    );
+
+    // Secret deleted: reissued, and the old token (whose secret is lost) revoked.
+    Api::<Secret>::namespaced(env.client.clone(), &env.ns)
+        .delete("ci-bot-frontegg", &Default::default())
+        .await
+        .expect("delete secret");
+    let third = wait_for(Duration::from_secs(60), "token reissued", || async {
+        let obj = env.get("userapitokens", "ci-bot").await?;
+        let id = obj["status"]["current"]["id"].as_str()?.to_string();
+        (id != second && obj["status"]["pendingRevocations"].is_null()).then_some(id)
+    })
+    .await;
+    assert!(
+        env.fake.token(&second).await.is_none(),
+        "superseded token revoked"
+    );
+    assert!(env.fake.token(&third).await.is_some());
+    let secret = env
+        .secret("ci-bot-frontegg")
+        .await
+        .expect("Secret reissued");
+    assert_eq!(secret_data(&secret)["tokenId"], third);
+    assert_event(&env, "ci-bot", "Reissued").await;
+    assert_event(&env, "ci-bot", "Revoked").await;
+    env.assert_no_secrets_logged().await;
+}
+
+#[tokio::test]
+async fn tenant_api_token_changes_are_patched_in_place() {
+    let env = TestEnv::start("patch").await;
+    env.apply(&example("tenant-api-token.yaml")).await;
+    let id = ready_token_id(
+        &env.wait_ready("tenantapitokens", "billing-service", "True", None)
+            .await,
+    );
+    let before = secret_data(&env.secret("billing-service").await.expect("secret"));
+    let api = dynamic_api(&env.client, Some(&env.ns), "tenantapitokens");
+    api.patch(
+        "billing-service",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"description": "billing v2", "roleIds": ["role-a", "role-b"]}}),
+        ),
+    )
+    .await
+    .expect("patch spec");
+    wait_for(Duration::from_secs(60), "remote token patched", || async {
+        let t = env.fake.token(&id).await?;
+        (t["description"] == "billing v2" && t["roleIds"] == json!(["role-a", "role-b"]))
+            .then_some(())
+    })
+    .await;
+    let obj = env
+        .wait_ready("tenantapitokens", "billing-service", "True", None)
+        .await;
+    assert_eq!(ready_token_id(&obj), id, "same token");
+    assert_eq!(
+        secret_data(&env.secret("billing-service").await.expect("secret")),
+        before,
+        "no new secret"
+    );
+    assert_eq!(
+        env.fake
+            .calls("POST /identity/resources/tenants/api-tokens/v2")
+            .await,
+        1
+    );
+    assert_eq!(
+        env.fake
+            .calls("PATCH /identity/resources/tenants/api-tokens/v1/{id}")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn steady_state_makes_no_writes_and_one_list_per_group_per_period() {
+    let env = TestEnv::start("steady").await;
+    for name in ["a", "b", "c"] {
+        env.apply(&json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserApiToken","metadata":{"name": name},
+                          "spec":{"tenantId":"t","userId":"u","expiresIn":"720h"}}).to_string()).await;
+    }
+    for name in ["a", "b", "c"] {
+        env.wait_ready("userapitokens", name, "True", None).await;
+    }
+    // Let the first drift checks settle, then measure.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before = versions(&env).await;
+    env.fake.reset_stats().await;
+    let periods = 4;
+    tokio::time::sleep(Duration::from_secs(3 * periods)).await;
+    assert_eq!(
+        versions(&env).await,
+        before,
+        "no Kubernetes writes in steady state"
+    );
+    let lists = env
+        .fake
+        .calls("GET /identity/resources/users/api-tokens/v1")
+        .await;
+    assert!(lists >= 1, "drift checks happen");
+    assert!(
+        lists <= periods + 1,
+        "at most one list per group per period: {lists}"
+    );
+    assert_eq!(
+        env.fake
+            .calls("POST /identity/resources/users/api-tokens/v1")
+            .await,
+        0
+    );
+    env.assert_no_secrets_logged().await;
+}
+
+/// resourceVersions of the tokens and their Secrets, plus the Event count.
+async fn versions(env: &TestEnv) -> Vec<String> {
+    let mut v = Vec::new();
+    for name in ["a", "b", "c"] {
+        let obj = env.get("userapitokens", name).await.expect("token");
+        v.push(
+            obj["metadata"]["resourceVersion"]
+                .as_str()
+                .expect("rv")
+                .to_string(),
+        );
+        let s = env.secret(name).await.expect("secret");
+        v.push(s.metadata.resource_version.expect("rv"));
+    }
+    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.ns);
+    v.push(
+        events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .len()
+            .to_string(),
+    );
+    v
+}

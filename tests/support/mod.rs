@@ -1,0 +1,573 @@
+//! Test support: a real control plane (started once per test process, or reused via
+//! FTO_TEST_KUBECONFIG), one namespace per test, and the fake and operator binaries as child
+//! processes that die with the test.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Path of a kubeconfig for a running control plane. A watchdog tied to this process stops
+/// a control plane started here, even if the test binary panics or aborts.
+pub fn kubeconfig() -> &'static Path {
+    static KUBECONFIG: OnceLock<PathBuf> = OnceLock::new();
+    KUBECONFIG.get_or_init(|| {
+        if let Ok(path) = std::env::var("FTO_TEST_KUBECONFIG") {
+            return PathBuf::from(path);
+        }
+        let dir =
+            PathBuf::from(REPO).join(format!(".cache/control-plane-test-{}", std::process::id()));
+        let status = Command::new(format!("{REPO}/hack/control-plane"))
+            .args(["up", "--owner-pid", &std::process::id().to_string()])
+            .env("FTO_CP_DIR", &dir)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run hack/control-plane");
+        assert!(
+            status.success(),
+            "hack/control-plane up failed; see {}",
+            dir.display()
+        );
+        dir.join("kubeconfig")
+    })
+}
+
+pub fn kubectl_path() -> PathBuf {
+    let versions =
+        std::fs::read_to_string(format!("{REPO}/hack/versions.env")).expect("versions.env");
+    let wheel = versions
+        .lines()
+        .find_map(|l| l.strip_prefix("KUBECTL_LAYER_WHEEL="))
+        .expect("KUBECTL_LAYER_WHEEL in versions.env");
+    PathBuf::from(format!("{REPO}/.cache/tools/{wheel}/bin/kubectl"))
+}
+
+pub async fn client() -> Client {
+    let kc = Kubeconfig::read_from(kubeconfig()).expect("read kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    Client::try_from(config).expect("client")
+}
+
+/// Server-side applies the generated CRDs (idempotent) and waits until they are served.
+pub async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in frontegg_token_operator::api::all_crds() {
+        let name = crd.metadata.name.clone().expect("crd name");
+        api.patch(
+            &name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("apply crd");
+        wait_for(
+            Duration::from_secs(30),
+            &format!("CRD {name} established"),
+            || {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let crd = api.get(&name).await.ok()?;
+                    let established = crd
+                        .status?
+                        .conditions?
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    established.then_some(())
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// Polls `check` until it returns Some, or panics naming `what`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A child process killed when dropped.
+pub struct Process(pub Child);
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Frontegg fake with its admin API.
+pub struct Fake {
+    pub url: String,
+    pub client_id: String,
+    pub secret: String,
+    http: reqwest::Client,
+    _process: Process,
+}
+
+impl Fake {
+    pub async fn start(extra: &[&str]) -> Fake {
+        let port = free_port();
+        let client_id = format!("vendor-{}", uuid_like());
+        let secret = format!("vendor-secret-{}", uuid_like());
+        let child = Command::new(env!("CARGO_BIN_EXE_frontegg-fake"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--client-id",
+                &client_id,
+                "--secret",
+                &secret,
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn frontegg-fake");
+        let fake = Fake {
+            url: format!("http://127.0.0.1:{port}"),
+            client_id,
+            secret,
+            http: reqwest::Client::new(),
+            _process: Process(child),
+        };
+        let url = format!("{}/_admin/stats", fake.url);
+        let http = fake.http.clone();
+        wait_for(Duration::from_secs(10), "frontegg-fake to listen", || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
+        fake
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("admin get")
+            .json()
+            .await
+            .expect("admin json")
+    }
+
+    /// Calls by "METHOD /route".
+    pub async fn calls(&self, route: &str) -> u64 {
+        self.get("/_admin/stats").await["calls"][route]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    pub async fn identity_calls(&self) -> u64 {
+        let stats = self.get("/_admin/stats").await;
+        stats["calls"].as_object().map_or(0, |m| {
+            m.iter()
+                .filter(|(k, _)| k.contains("/identity/"))
+                .map(|(_, v)| v.as_u64().unwrap_or(0))
+                .sum()
+        })
+    }
+
+    pub async fn tokens(&self) -> Vec<Value> {
+        self.get("/_admin/tokens")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn token(&self, id: &str) -> Option<Value> {
+        self.tokens().await.into_iter().find(|t| t["id"] == id)
+    }
+
+    pub async fn issued_secrets(&self) -> Vec<String> {
+        self.get("/_admin/issued-secrets")
+            .await
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    }
+
+    pub async fn call_log(&self) -> Vec<Value> {
+        self.get("/_admin/calls")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn set_faults(&self, faults: Value) {
+        let r = self
+            .http
+            .put(format!("{}/_admin/faults", self.url))
+            .json(&faults)
+            .send()
+            .await
+            .expect("set faults");
+        assert!(r.status().is_success());
+    }
+
+    pub async fn delete_token(&self, id: &str) {
+        let r = self
+            .http
+            .delete(format!("{}/_admin/tokens/{id}", self.url))
+            .send()
+            .await
+            .expect("delete token");
+        assert!(r.status().is_success());
+    }
+
+    pub async fn reset_stats(&self) {
+        self.http
+            .post(format!("{}/_admin/reset-stats", self.url))
+            .send()
+            .await
+            .expect("reset stats");
+    }
+
+    pub async fn revoke_vendor_tokens(&self) {
+        self.http
+            .post(format!("{}/_admin/revoke-vendor-tokens", self.url))
+            .send()
+            .await
+            .expect("revoke");
+    }
+}
+
+pub fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}{:04x}", nanos, rand_u16())
+}
+
+fn rand_u16() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish() as u16
+}
+
+/// The operator binary, run as a process against the test control plane.
+pub struct Operator {
+    pub log: PathBuf,
+    pub metrics_url: String,
+    process: Option<Process>,
+}
+
+impl Operator {
+    pub fn start(name: &str, args: &[String]) -> Operator {
+        let dir = PathBuf::from(REPO).join("target/e2e-logs");
+        std::fs::create_dir_all(&dir).expect("log dir");
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_frontegg-token-operator"))
+            .arg("run")
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .env("KUBECONFIG", kubeconfig())
+            .env("RUST_LOG", "info,frontegg_token_operator=debug,kube=warn")
+            .stdout(file.try_clone().expect("dup"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn operator");
+        Operator {
+            log,
+            metrics_url: format!("http://127.0.0.1:{port}"),
+            process: Some(Process(child)),
+        }
+    }
+
+    pub fn stop(&mut self) {
+        self.process.take();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// One test's world: a namespace, a fake, a ClusterFronteggEnvironment for it and an operator
+/// watching only that namespace (and any `extra_namespaces`).
+pub struct TestEnv {
+    pub client: Client,
+    pub ns: String,
+    pub env_name: String,
+    pub fake: Fake,
+    pub operator: Operator,
+}
+
+pub struct Options {
+    pub allowed_tenants: Vec<String>,
+    pub extra_namespaces: Vec<String>,
+    pub resync: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            allowed_tenants: vec!["*".into()],
+            extra_namespaces: vec![],
+            resync: "3s",
+        }
+    }
+}
+
+impl TestEnv {
+    pub async fn start(name: &str) -> TestEnv {
+        Self::start_with(name, Options::default()).await
+    }
+
+    pub async fn start_with(name: &str, opts: Options) -> TestEnv {
+        let client = client().await;
+        install_crds(&client).await;
+        let ns = format!("e2e-{name}-{}", &uuid_like()[..6])
+            .chars()
+            .take(50)
+            .collect::<String>()
+            .trim_end_matches('-')
+            .to_string();
+        for n in std::iter::once(&ns).chain(&opts.extra_namespaces) {
+            create_namespace(&client, n).await;
+        }
+        let fake = Fake::start(&[]).await;
+        apply_yaml(&client, &format!(
+            r#"{{"apiVersion":"v1","kind":"Secret","metadata":{{"name":"frontegg-credentials","namespace":"{ns}"}},
+               "stringData":{{"clientId":"{}","secret":"{}"}}}}"#, fake.client_id, fake.secret)).await;
+        let env_name = ns.clone();
+        let allowed: Vec<String> = std::iter::once(ns.clone()).collect();
+        apply_yaml(
+            &client,
+            &json!({
+                "apiVersion": "tokens.frontegg-operator.io/v1alpha1",
+                "kind": "ClusterFronteggEnvironment",
+                "metadata": { "name": env_name, "labels": { "e2e": ns } },
+                "spec": {
+                    "baseUrl": fake.url,
+                    "credentialsSecretRef": { "name": "frontegg-credentials" },
+                    "allowedNamespaces": { "names": allowed },
+                    "allowedTenants": opts.allowed_tenants,
+                }
+            })
+            .to_string(),
+        )
+        .await;
+        let watch: Vec<String> = std::iter::once(ns.clone())
+            .chain(opts.extra_namespaces.iter().cloned())
+            .collect();
+        let operator = Operator::start(
+            &ns,
+            &[
+                "--watch-namespaces".into(),
+                watch.join(","),
+                "--operator-namespace".into(),
+                ns.clone(),
+                "--cluster-environment-selector".into(),
+                format!("e2e={ns}"),
+                "--default-environment".into(),
+                format!("ClusterFronteggEnvironment/{env_name}"),
+                "--resync-period".into(),
+                opts.resync.into(),
+                "--environment-retry".into(),
+                "1s".into(),
+                "--permanent-failure-retry".into(),
+                "10m".into(),
+            ],
+        );
+        TestEnv {
+            client,
+            ns,
+            env_name,
+            fake,
+            operator,
+        }
+    }
+
+    /// Applies a manifest (YAML or JSON) into this test's namespace.
+    pub async fn apply(&self, manifest: &str) -> Value {
+        let mut v: Value = serde_yaml::from_str(manifest).expect("manifest");
+        v["metadata"]["namespace"] = json!(self.ns);
+        apply_yaml(&self.client, &v.to_string()).await
+    }
+
+    pub async fn get(&self, kind_plural: &str, name: &str) -> Option<Value> {
+        get_custom(&self.client, &self.ns, kind_plural, name).await
+    }
+
+    /// Waits for the Ready condition to have `status` (and `reason` when given).
+    pub async fn wait_ready(
+        &self,
+        plural: &str,
+        name: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> Value {
+        wait_for(
+            Duration::from_secs(60),
+            &format!("{plural}/{name} Ready={status} {reason:?}"),
+            || async {
+                let obj = self.get(plural, name).await?;
+                let cond = obj["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == "Ready")?
+                    .clone();
+                (cond["status"] == status && reason.is_none_or(|r| cond["reason"] == r))
+                    .then_some(obj)
+            },
+        )
+        .await
+    }
+
+    pub async fn secret(&self, name: &str) -> Option<k8s_openapi::api::core::v1::Secret> {
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(self.client.clone(), &self.ns)
+            .get_opt(name)
+            .await
+            .expect("get secret")
+    }
+
+    pub async fn delete(&self, plural: &str, name: &str) {
+        let api = dynamic_api(&self.client, Some(&self.ns), plural);
+        api.delete(name, &Default::default()).await.expect("delete");
+    }
+
+    /// The operator's whole log must not contain any secret the fake ever handed out, nor the
+    /// vendor secret.
+    pub async fn assert_no_secrets_logged(&self) {
+        let log = self.operator.log_text();
+        assert!(!log.is_empty(), "operator log is empty");
+        let mut secrets = self.fake.issued_secrets().await;
+        secrets.push(self.fake.secret.clone());
+        assert!(secrets.len() > 1, "the test issued no secrets to look for");
+        for s in secrets {
+            assert!(!log.contains(&s), "operator log contains a secret");
+        }
+    }
+}
+
+pub async fn create_namespace(client: &Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace =
+        serde_json::from_value(json!({ "metadata": { "name": name } })).expect("ns");
+    api.create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+}
+
+pub fn dynamic_api(
+    client: &Client,
+    ns: Option<&str>,
+    plural: &str,
+) -> Api<kube::api::DynamicObject> {
+    let (group, version, kind) = match plural {
+        "secrets" => ("", "v1", "Secret"),
+        "clusterfronteggenvironments" => (
+            "tokens.frontegg-operator.io",
+            "v1alpha1",
+            "ClusterFronteggEnvironment",
+        ),
+        "fronteggenvironments" => (
+            "tokens.frontegg-operator.io",
+            "v1alpha1",
+            "FronteggEnvironment",
+        ),
+        "userapitokens" => ("tokens.frontegg-operator.io", "v1alpha1", "UserApiToken"),
+        "useraccesstokens" => ("tokens.frontegg-operator.io", "v1alpha1", "UserAccessToken"),
+        "tenantapitokens" => ("tokens.frontegg-operator.io", "v1alpha1", "TenantApiToken"),
+        "tenantaccesstokens" => (
+            "tokens.frontegg-operator.io",
+            "v1alpha1",
+            "TenantAccessToken",
+        ),
+        other => panic!("unknown plural {other}"),
+    };
+    let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+    let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, plural);
+    match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    }
+}
+
+fn plural_of(kind: &str) -> String {
+    format!("{}s", kind.to_lowercase())
+}
+
+/// Server-side applies one manifest and returns the result.
+pub async fn apply_yaml(client: &Client, manifest: &str) -> Value {
+    let v: Value = serde_yaml::from_str(manifest).expect("manifest");
+    let kind = v["kind"].as_str().expect("kind");
+    let name = v["metadata"]["name"].as_str().expect("name");
+    let ns = v["metadata"]["namespace"].as_str();
+    let api = dynamic_api(client, ns, &plural_of(kind));
+    let obj = api
+        .patch(name, &PatchParams::apply("e2e").force(), &Patch::Apply(&v))
+        .await
+        .unwrap_or_else(|e| panic!("apply {kind}/{name}: {e}"));
+    serde_json::to_value(obj).expect("json")
+}
+
+pub async fn get_custom(client: &Client, ns: &str, plural: &str, name: &str) -> Option<Value> {
+    let api = dynamic_api(client, Some(ns), plural);
+    api.get_opt(name)
+        .await
+        .expect("get")
+        .map(|o| serde_json::to_value(o).expect("json"))
+}
+
+/// The data of a Secret as strings.
+pub fn secret_data(
+    s: &k8s_openapi::api::core::v1::Secret,
+) -> std::collections::BTreeMap<String, String> {
+    s.data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v.0).expect("utf8")))
+        .collect()
+}
