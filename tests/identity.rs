@@ -1,0 +1,401 @@
+//! The identity client against the Frontegg fake (both real processes over loopback HTTP).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use frontegg_token_operator::identity::*;
+use jiff::Timestamp;
+use serde_json::json;
+use support::Fake;
+
+fn client(fake: &Fake, secret: &str, options: ClientOptions) -> Arc<IdentityClient> {
+    let env = EnvironmentConfig {
+        base_url: fake.url.clone(),
+        client_id: fake.client_id.clone(),
+        secret: SecretString::from(secret.to_string()),
+        environment_id: Some("env-1".into()),
+    };
+    Arc::new(IdentityClient::new(env, options, None).expect("client"))
+}
+
+fn fast() -> ClientOptions {
+    ClientOptions {
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        qps: std::num::NonZeroU32::new(1000).unwrap(),
+        burst: std::num::NonZeroU32::new(1000).unwrap(),
+        ..ClientOptions::default()
+    }
+}
+
+fn user() -> Scope {
+    Scope {
+        tenant_id: "tenant-1".into(),
+        user_id: Some("user-1".into()),
+    }
+}
+
+fn tenant() -> Scope {
+    Scope {
+        tenant_id: "tenant-1".into(),
+        user_id: None,
+    }
+}
+
+#[tokio::test]
+async fn every_kind_creates_lists_and_deletes() {
+    let fake = Fake::start(&[]).await;
+    let c = client(&fake, &fake.secret, fast());
+
+    let t = c
+        .create::<UserApiTokens>(
+            &user(),
+            &CreateUserApiToken {
+                description: Some("d".into()),
+                expires_in_minutes: Some(60),
+                metadata: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(t.expires_at.is_some());
+    assert_eq!(
+        fake.token(&t.id).await.unwrap()["secret"],
+        t.secret.expose_secret()
+    );
+    let listed = c.list::<UserApiTokens>(&user()).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [t.id.as_str()]
+    );
+    c.delete::<UserApiTokens>(&user(), &t.id).await.unwrap();
+    assert_eq!(
+        c.delete::<UserApiTokens>(&user(), &t.id).await.unwrap_err(),
+        IdentityError::NotFound
+    );
+
+    let t = c
+        .create::<UserAccessTokens>(&user(), &CreateUserAccessToken::default())
+        .await
+        .unwrap();
+    assert!(t.expires_at.is_none(), "no expiry requested");
+    assert_eq!(c.list::<UserAccessTokens>(&user()).await.unwrap().len(), 1);
+    c.delete::<UserAccessTokens>(&user(), &t.id).await.unwrap();
+    assert!(
+        c.list::<UserAccessTokens>(&user())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let t = c
+        .create::<TenantAccessTokens>(
+            &tenant(),
+            &CreateTenantAccessToken {
+                role_ids: Some(vec!["r".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        c.list::<TenantAccessTokens>(&tenant()).await.unwrap()[0].role_ids,
+        ["r"]
+    );
+    c.delete::<TenantAccessTokens>(&tenant(), &t.id)
+        .await
+        .unwrap();
+
+    let t = c
+        .create::<TenantApiTokens>(
+            &tenant(),
+            &CreateTenantApiToken {
+                permission_ids: Some(vec!["p".into()]),
+                description: Some("one".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let patched = c
+        .patch_tenant_api_token(
+            &tenant(),
+            &t.id,
+            &UpdateTenantApiToken {
+                description: Some("two".into()),
+                role_ids: Some(vec!["r".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (patched.description.as_deref(), patched.role_ids.as_slice()),
+        (Some("two"), ["r".to_string()].as_slice())
+    );
+    let listed = c.list::<TenantApiTokens>(&tenant()).await.unwrap();
+    assert_eq!(listed[0].description.as_deref(), Some("two"));
+    c.delete::<TenantApiTokens>(&tenant(), &t.id).await.unwrap();
+    assert!(fake.tokens().await.is_empty());
+    // Tokens are scoped: another user sees nothing.
+    c.create::<UserApiTokens>(&user(), &CreateUserApiToken::default())
+        .await
+        .unwrap();
+    let other = Scope {
+        tenant_id: "tenant-1".into(),
+        user_id: Some("user-2".into()),
+    };
+    assert!(c.list::<UserApiTokens>(&other).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_calls_share_one_vendor_auth() {
+    let fake = Fake::start(&[]).await;
+    let c = client(&fake, &fake.secret, fast());
+    let calls: Vec<_> = (0..200)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.list::<UserApiTokens>(&user()).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        fake.calls("POST /auth/vendor").await,
+        1,
+        "single-flight vendor auth"
+    );
+    assert_eq!(
+        fake.calls("GET /identity/resources/users/api-tokens/v1")
+            .await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn vendor_token_is_refreshed_on_expiry_and_after_revocation() {
+    let fake = Fake::start(&["--token-lifetime-secs", "1"]).await;
+    let c = client(&fake, &fake.secret, fast());
+    c.list::<UserApiTokens>(&user()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.list::<UserApiTokens>(&user()).await.unwrap();
+    assert_eq!(
+        fake.calls("POST /auth/vendor").await,
+        2,
+        "refreshed after expiry"
+    );
+
+    let fake = Fake::start(&[]).await;
+    let c = client(&fake, &fake.secret, fast());
+    c.list::<UserApiTokens>(&user()).await.unwrap();
+    fake.revoke_vendor_tokens().await;
+    c.list::<UserApiTokens>(&user()).await.unwrap();
+    assert_eq!(
+        fake.calls("POST /auth/vendor").await,
+        2,
+        "401 refreshes once and retries once"
+    );
+    assert_eq!(
+        fake.calls("GET /identity/resources/users/api-tokens/v1")
+            .await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_reset_is_honoured() {
+    let fake = Fake::start(&[]).await;
+    let c = client(&fake, &fake.secret, fast());
+    c.check_credentials().await.unwrap();
+    fake.set_faults(
+        json!({"rateLimitNext": 1, "rateLimitResetSecs": 1.5, "pathPrefix": "/identity"}),
+    )
+    .await;
+    let started = Instant::now();
+    c.create::<UserAccessTokens>(&user(), &CreateUserAccessToken::default())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "waited for the reset"
+    );
+    let log = fake.call_log().await;
+    let creates: Vec<_> = log
+        .iter()
+        .filter(|c| c["route"] == "POST /identity/resources/users/access-tokens/v1")
+        .collect();
+    assert_eq!(creates.len(), 2);
+    assert_eq!(creates[0]["status"], 429);
+    let first: Timestamp = creates[0]["at"].as_str().unwrap().parse().unwrap();
+    let second: Timestamp = creates[1]["at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        second.duration_since(first) >= jiff::SignedDuration::from_millis(1400),
+        "no call before the reset"
+    );
+
+    // A reset beyond the inline wait is surfaced so the caller can requeue.
+    fake.set_faults(
+        json!({"rateLimitNext": 1, "rateLimitResetSecs": 120, "pathPrefix": "/identity"}),
+    )
+    .await;
+    let err = c.list::<UserAccessTokens>(&user()).await.unwrap_err();
+    assert!(
+        matches!(err, IdentityError::RateLimited { reset } if reset > Timestamp::now() + Duration::from_secs(100))
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_with_backoff() {
+    let fake = Fake::start(&[]).await;
+    let c = client(&fake, &fake.secret, fast());
+    c.check_credentials().await.unwrap();
+    fake.set_faults(json!({"errorNext": 2, "pathPrefix": "/identity"}))
+        .await;
+    c.create::<TenantAccessTokens>(&tenant(), &CreateTenantAccessToken::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.calls("POST /identity/resources/tenants/access-tokens/v1")
+            .await,
+        3
+    );
+    assert_eq!(fake.tokens().await.len(), 1);
+
+    fake.set_faults(json!({"errorRate": 1.0, "pathPrefix": "/identity"}))
+        .await;
+    let err = c.list::<TenantAccessTokens>(&tenant()).await.unwrap_err();
+    assert!(matches!(err, IdentityError::Transient(_)), "{err:?}");
+    // One try plus max_retries.
+    assert_eq!(
+        fake.calls("GET /identity/resources/tenants/access-tokens/v1")
+            .await,
+        1 + fast().max_retries as u64
+    );
+}
+
+#[tokio::test]
+async fn hung_requests_time_out_and_are_retried() {
+    let fake = Fake::start(&[]).await;
+    let c = client(
+        &fake,
+        &fake.secret,
+        ClientOptions {
+            timeout: Duration::from_millis(300),
+            ..fast()
+        },
+    );
+    c.check_credentials().await.unwrap();
+    fake.set_faults(json!({"hangNext": 1, "pathPrefix": "/identity"}))
+        .await;
+    c.list::<UserApiTokens>(&user()).await.unwrap();
+    assert_eq!(
+        fake.calls("GET /identity/resources/users/api-tokens/v1")
+            .await,
+        1,
+        "the hung call never completed"
+    );
+}
+
+#[tokio::test]
+async fn invalid_requests_surface_frontegg_messages() {
+    let fake = Fake::start(&[]).await;
+    let c = client(&fake, &fake.secret, fast());
+    let both = CreateTenantApiToken {
+        role_ids: Some(vec!["r".into()]),
+        permission_ids: Some(vec!["p".into()]),
+        ..Default::default()
+    };
+    let err = c
+        .create::<TenantApiTokens>(&tenant(), &both)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        IdentityError::Invalid {
+            messages: vec!["provide either roleIds or permissionIds, not both".into()]
+        }
+    );
+    let too_long = CreateUserApiToken {
+        expires_in_minutes: Some(5_256_001),
+        ..Default::default()
+    };
+    let err = c
+        .create::<UserApiTokens>(&user(), &too_long)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, IdentityError::Invalid { messages } if messages[0].contains("5256000")),
+        "{err:?}"
+    );
+    assert_eq!(
+        fake.calls("POST /identity/resources/tenants/api-tokens/v2")
+            .await,
+        1,
+        "400 is not retried"
+    );
+}
+
+#[tokio::test]
+async fn bad_credentials_fail_fast_without_a_retry_storm() {
+    let fake = Fake::start(&[]).await;
+    let c = client(&fake, "not-the-secret", fast());
+    let calls: Vec<_> = (0..100)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.list::<UserApiTokens>(&user()).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(
+            call.await.unwrap().unwrap_err(),
+            IdentityError::Unauthorized
+        );
+    }
+    assert_eq!(
+        fake.calls("POST /auth/vendor").await,
+        1,
+        "one auth call for 100 requests"
+    );
+    assert_eq!(fake.identity_calls().await, 0);
+}
+
+#[tokio::test]
+async fn debug_output_never_contains_secrets() {
+    let fake = Fake::start(&[]).await;
+    let c = client(&fake, &fake.secret, fast());
+    let issued = c
+        .create::<UserApiTokens>(&user(), &CreateUserApiToken::default())
+        .await
+        .unwrap();
+    let secret = issued.secret.expose_secret().to_string();
+    let access = c
+        .create::<UserAccessTokens>(&user(), &CreateUserAccessToken::default())
+        .await
+        .unwrap();
+    let env = EnvironmentConfig {
+        base_url: fake.url.clone(),
+        client_id: "id".into(),
+        secret: SecretString::from(fake.secret.clone()),
+        environment_id: None,
+    };
+    let vendor_tokens = fake.issued_secrets().await;
+    let printed = [
+        format!("{c:?}"),
+        format!("{issued:?}"),
+        format!("{access:?}"),
+        format!("{env:?}"),
+        format!("{:?}", ClientOptions::default()),
+    ]
+    .join("\n");
+    assert!(printed.contains("REDACTED"), "{printed}");
+    for s in vendor_tokens.iter().chain([
+        &secret,
+        &fake.secret,
+        &access.secret.expose_secret().to_string(),
+    ]) {
+        assert!(!printed.contains(s.as_str()), "secret printed");
+    }
+}
