@@ -1,3 +1,7 @@
+// kube-derive takes one printcolumn(...) per column, each with its own `type_`; clippy reads
+// those as one attribute repeated.
+#![allow(clippy::duplicated_attributes)]
+
 //! Custom resource types. Everything the user writes and reads lives here; the schema that
 //! `kubectl explain` and admission use is generated from these types (see `crds/`).
 

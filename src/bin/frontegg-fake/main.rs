@@ -246,7 +246,17 @@ fn interesting_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
         .chain(
             headers
                 .get("authorization")
-                .map(|_| ("authorization".to_string(), "<present>".to_string())),
+                // Keep the scheme, never the credential.
+                .map(|v| {
+                    let scheme = v
+                        .to_str()
+                        .unwrap_or("")
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    ("authorization".to_string(), format!("{scheme} redacted"))
+                }),
         )
         .collect()
 }
