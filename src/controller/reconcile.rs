@@ -542,18 +542,8 @@ async fn revoke_pending<K: TokenResource>(
 ) {
     let mut still_pending = Vec::new();
     for pending in std::mem::take(&mut status.pending_revocations) {
-        match env.client.delete::<K::Endpoint>(scope, &pending.id).await {
-            Ok(()) | Err(IdentityError::NotFound) => {
-                ctx.metrics
-                    .revocations
-                    .get_or_create(&Metrics::kind(K::KIND))
-                    .inc();
-                events.push((
-                    EventType::Normal,
-                    "Revoked",
-                    format!("revoked superseded token {}", pending.id),
-                ));
-            }
+        match revoke::<K>(ctx, env, scope, &pending.id).await {
+            Ok(event) => events.push(event),
             Err(e) => {
                 tracing::warn!(token = %pending.id, error = %e, "revocation failed; will retry");
                 still_pending.push(pending);
@@ -561,6 +551,25 @@ async fn revoke_pending<K: TokenResource>(
         }
     }
     status.pending_revocations = still_pending;
+}
+
+/// Revokes one remote token; one that is already gone counts as revoked.
+async fn revoke<K: TokenResource>(
+    ctx: &Context,
+    env: &Resolved,
+    scope: &Scope,
+    id: &str,
+) -> Result<(EventType, &'static str, String), IdentityError> {
+    match env.client.delete::<K::Endpoint>(scope, id).await {
+        Ok(()) | Err(IdentityError::NotFound) => {
+            ctx.metrics
+                .revocations
+                .get_or_create(&Metrics::kind(K::KIND))
+                .inc();
+            Ok((EventType::Normal, "Revoked", format!("revoked token {id}")))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn record_token_metrics<K: TokenResource>(
@@ -639,18 +648,8 @@ async fn cleanup<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Outcome, Er
                     .map_err(|e| Error::RevocationFailed { cause: Box::new(e) })?;
                 let scope = scope(obj);
                 for id in ids {
-                    match env.client.delete::<K::Endpoint>(&scope, &id).await {
-                        Ok(()) | Err(IdentityError::NotFound) => {
-                            ctx.metrics
-                                .revocations
-                                .get_or_create(&Metrics::kind(K::KIND))
-                                .inc();
-                            events.push((
-                                EventType::Normal,
-                                "Revoked",
-                                format!("revoked token {id}"),
-                            ));
-                        }
+                    match revoke::<K>(ctx, &env, &scope, &id).await {
+                        Ok(event) => events.push(event),
                         Err(e) => {
                             return Err(Error::RevocationFailed {
                                 cause: Box::new(e.into()),

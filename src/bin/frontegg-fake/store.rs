@@ -137,14 +137,9 @@ impl Store {
             .as_object()
             .ok_or_else(|| ApiError::bad_request("request body must be a JSON object"))?;
         let description = optional_string(body, "description")?;
-        let metadata = match body.get("metadata") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(m)) if matches!(family, Family::UserApi | Family::TenantApi) => {
-                Some(m.clone())
-            }
-            Some(Value::Object(_)) => None,
-            Some(_) => return Err(ApiError::bad_request("metadata must be an object")),
-        };
+        // Only the API-token DTOs carry metadata.
+        let metadata = optional_object(body, "metadata")?
+            .filter(|_| matches!(family, Family::UserApi | Family::TenantApi));
         let expires = match body.get("expiresInMinutes") {
             None | Some(Value::Null) => None,
             Some(v) => {
@@ -257,11 +252,7 @@ impl Store {
         let description = optional_string(body, "description")?;
         let role_ids = optional_strings(body, "roleIds")?;
         let permission_ids = optional_strings(body, "permissionIds")?;
-        let metadata = match body.get("metadata") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(m)) => Some(m.clone()),
-            Some(_) => return Err(ApiError::bad_request("metadata must be an object")),
-        };
+        let metadata = optional_object(body, "metadata")?;
         let token = match self.tokens.get_mut(id) {
             Some(t) if owned_by(t, Family::TenantApi, tenant, None) => t,
             _ => return Err(ApiError::not_found(format!("token {id} not found"))),
@@ -295,6 +286,17 @@ fn optional_string(body: &Map<String, Value>, key: &str) -> Result<Option<String
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(ApiError::bad_request(format!("{key} must be a string"))),
+    }
+}
+
+fn optional_object(
+    body: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<Map<String, Value>>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m.clone())),
+        Some(_) => Err(ApiError::bad_request(format!("{key} must be an object"))),
     }
 }
 
