@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help tools build crds test lint dev dev-down bench
+.PHONY: help tools build release crds test lint dev dev-down bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -12,12 +12,17 @@ tools: ## build/fetch the control plane, kubectl, helm and the python validator 
 	hack/build-control-plane
 	hack/fetch-tools
 	hack/setup-python
+	hack/setup-lua
 
 build: ## build both binaries
 	cargo build --bins
 
+release: ## the exact cargo build the Dockerfile runs (release, locked)
+	cargo build --release --locked --bins
+
 crds: ## regenerate crds/ from the Rust types
 	cargo run -q --bin frontegg-token-operator -- crd > crds/frontegg-token-operator.crds.yaml
+	cargo run -q --bin frontegg-token-operator -- crd --helm > charts/frontegg-token-operator/templates/crds.yaml
 
 lint: ## formatting and clippy gates
 	cargo fmt --check
@@ -32,5 +37,5 @@ dev: tools build ## playground: control plane, fake, operator, examples applied,
 dev-down: ## stop the playground
 	hack/dev down
 
-bench: tools ## benchmarks; writes docs/benchmarks.md
+bench: tools release ## benchmarks; writes docs/benchmarks.md
 	hack/bench

@@ -3,5 +3,6 @@
 pub mod api;
 pub mod controller;
 pub mod identity;
+pub mod leader;
 pub mod metrics;
 pub mod server;

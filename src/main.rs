@@ -5,7 +5,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use frontegg_token_operator::{api, controller, metrics::Metrics, server};
+use frontegg_token_operator::{api, controller, leader, metrics::Metrics, server};
+use futures::FutureExt;
 use kube::runtime::events::{Recorder, Reporter};
 use tracing_subscriber::EnvFilter;
 
@@ -24,7 +25,11 @@ enum Command {
     /// Run the operator.
     Run(Box<RunArgs>),
     /// Print every CRD as YAML.
-    Crd,
+    Crd {
+        /// Print the Helm chart's CRD template instead.
+        #[arg(long)]
+        helm: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -80,6 +85,21 @@ struct RunArgs {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
+    /// Elect a leader with a Lease so that only one replica reconciles.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "frontegg-token-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (default: the operator namespace).
+    #[arg(long, env = "LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Seconds a lease stays valid without renewal.
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// Seconds before expiry that the leader renews.
+    #[arg(long, env = "LEASE_GRACE_SECONDS", default_value_t = 5)]
+    lease_grace_seconds: u64,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -87,7 +107,11 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Crd => match api::crds_yaml() {
+        Command::Crd { helm } => match if helm {
+            api::helm_crds_template()
+        } else {
+            api::crds_yaml()
+        } {
             Ok(yaml) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS
@@ -153,7 +177,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let ctx = Arc::new(controller::Context::new(
         client.clone(),
-        Recorder::new(client, reporter),
+        Recorder::new(client.clone(), reporter),
         config,
         metrics.clone(),
     ));
@@ -167,15 +191,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
     };
     let ready = Arc::new(AtomicBool::new(false));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let shutdown = {
-        let rx = stop_rx.clone();
-        async move {
-            let mut rx = rx;
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
-    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    }
+    .boxed()
+    .shared();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down: finishing in-flight reconciles");
@@ -187,10 +208,34 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics,
         shutdown.clone(),
     ));
-    tracing::info!(namespaces = ?scope.namespaces, "starting controllers");
-    controller::run(ctx, scope, ready, shutdown).await;
+    tracing::info!(namespaces = ?scope.namespaces, "starting");
+    let result = if args.leader_election {
+        let lease = leader::LeaseConfig {
+            name: args.lease_name,
+            namespace: args
+                .lease_namespace
+                .unwrap_or_else(|| ctx.config.operator_namespace.clone()),
+            identity: std::env::var("POD_NAME").unwrap_or_else(|_| {
+                format!("frontegg-token-operator-{}", uuid::Uuid::new_v4().simple())
+            }),
+            duration_seconds: args.lease_duration_seconds,
+            grace_seconds: args.lease_grace_seconds,
+        };
+        let controllers_ready = ready.clone();
+        match leader::run(client, lease, ready, shutdown, |stop| {
+            controller::run(ctx, scope, controllers_ready, stop)
+        })
+        .await?
+        {
+            leader::Outcome::ShutDown => Ok(()),
+            leader::Outcome::LostLeadership => Err(anyhow::anyhow!("lost leadership")),
+        }
+    } else {
+        controller::run(ctx, scope, ready, shutdown).await;
+        Ok(())
+    };
     http.abort();
-    Ok(())
+    result
 }
 
 async fn wait_for_signal() {

@@ -15,6 +15,20 @@ fn crds_directory_matches_the_generated_crds() {
 }
 
 #[test]
+fn chart_crds_match_the_generated_crds() {
+    let generated = frontegg_token_operator::api::helm_crds_template().expect("render chart CRDs");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/frontegg-token-operator/templates/crds.yaml"
+    );
+    let committed = std::fs::read_to_string(path).expect("read chart CRDs");
+    assert!(
+        generated == committed,
+        "the chart's CRDs are out of date: run `make crds` and commit the result"
+    );
+}
+
+#[test]
 fn every_crd_field_has_a_description() {
     let crds: serde_json::Value =
         serde_json::to_value(frontegg_token_operator::api::all_crds()).unwrap();

@@ -7,7 +7,7 @@ use kube::runtime::events::Recorder;
 use super::drift::DriftCache;
 use super::environment::ClientRegistry;
 use crate::api::EnvironmentRef;
-use crate::metrics::Metrics;
+use crate::metrics::{ManagedLabels, Metrics};
 
 /// Operator settings (flags and environment variables).
 #[derive(Clone, Debug)]
@@ -36,6 +36,7 @@ pub struct Context {
     pub config: Config,
     pub metrics: Arc<Metrics>,
     failures: Mutex<HashMap<String, u32>>,
+    managed: Mutex<HashMap<String, ManagedLabels>>,
 }
 
 impl Context {
@@ -53,6 +54,7 @@ impl Context {
             config,
             metrics,
             failures: Mutex::default(),
+            managed: Mutex::default(),
         }
     }
 
@@ -70,6 +72,22 @@ impl Context {
         let base = Duration::from_secs(1).saturating_mul(1 << (n - 1).min(9));
         let jitter = 0.8 + rand::random::<f64>() * 0.4;
         base.min(Duration::from_secs(300)).mul_f64(jitter)
+    }
+
+    /// Records that `object` holds a live token of `labels` (None: it no longer does), and
+    /// refreshes the tokens_managed gauge of the affected (kind, environment) pairs.
+    pub fn track_managed(&self, object: &str, labels: Option<ManagedLabels>) {
+        let Ok(mut managed) = self.managed.lock() else {
+            return;
+        };
+        let previous = match &labels {
+            Some(l) => managed.insert(object.to_string(), l.clone()),
+            None => managed.remove(object),
+        };
+        for l in previous.iter().chain(labels.iter()) {
+            let n = managed.values().filter(|v| *v == l).count();
+            self.metrics.tokens_managed.get_or_create(l).set(n as i64);
+        }
     }
 
     pub fn reset_backoff(&self, key: &str) {

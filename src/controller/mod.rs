@@ -116,7 +116,16 @@ where
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
     Box::pin(async move {
-        let _ = store.wait_until_ready().await;
+        // kube-runtime's readiness future wakes only its most recent waiter (one oneshot
+        // receiver behind it), and the controller awaits the same store; so re-poll instead of
+        // waiting once, or this may never wake.
+        while tokio::time::timeout(
+            std::time::Duration::from_millis(250),
+            store.wait_until_ready(),
+        )
+        .await
+        .is_err()
+        {}
     })
 }
 

@@ -26,7 +26,7 @@ use crate::api::{
     ROTATE_ANNOTATION, TokenStatus,
 };
 use crate::identity::{IdentityError, Scope, TokenEndpoint};
-use crate::metrics::{Metrics, ReconcileLabels, TokenLabels};
+use crate::metrics::{ManagedLabels, Metrics, ReconcileLabels, TokenLabels};
 
 pub const FIELD_MANAGER: &str = "frontegg-token-operator";
 
@@ -575,9 +575,14 @@ async fn revoke<K: TokenResource>(
 fn record_token_metrics<K: TokenResource>(
     obj: &K,
     ctx: &Context,
-    _env: &Resolved,
+    env: &Resolved,
     status: &TokenStatus,
 ) {
+    let managed = status.current.as_ref().map(|_| ManagedLabels {
+        kind: K::KIND.into(),
+        environment: env.key.clone(),
+    });
+    ctx.track_managed(&object_key(obj), managed);
     let labels = TokenLabels {
         kind: K::KIND.into(),
         namespace: obj.namespace().unwrap_or_default(),
@@ -665,6 +670,7 @@ async fn cleanup<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Outcome, Er
         namespace,
         name: obj.name_any(),
     };
+    ctx.track_managed(&object_key(obj), None);
     ctx.metrics.token_expiry.remove(&labels);
     ctx.metrics.pending_revocations.remove(&labels);
     // The object is going away: nothing to write back, only Events.

@@ -52,6 +52,76 @@ pub fn kubectl_path() -> PathBuf {
     PathBuf::from(format!("{REPO}/.cache/tools/{wheel}/bin/kubectl"))
 }
 
+pub fn helm_path() -> PathBuf {
+    kubectl_path().with_file_name("helm")
+}
+
+/// Runs kubectl (admin) and returns (success, stdout, stderr).
+pub fn kubectl_run(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    run_tool(&kubectl_path(), args, stdin, kubeconfig())
+}
+
+/// Runs helm (admin) and returns (success, stdout, stderr).
+pub fn helm_run(args: &[&str]) -> (bool, String, String) {
+    run_tool(&helm_path(), args, None, kubeconfig())
+}
+
+pub fn run_tool(
+    tool: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    kubeconfig: &Path,
+) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(tool)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {}: {e}", tool.display()));
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// A kubeconfig that authenticates as a ServiceAccount, with a token from the TokenRequest API
+/// (what a Pod of that ServiceAccount would get).
+pub fn service_account_kubeconfig(namespace: &str, name: &str) -> PathBuf {
+    let (ok, token, err) = kubectl_run(
+        &["-n", namespace, "create", "token", name, "--duration=2h"],
+        None,
+    );
+    assert!(ok, "TokenRequest for {namespace}/{name}: {err}");
+    let admin = std::fs::read_to_string(kubeconfig()).expect("admin kubeconfig");
+    let server = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .expect("server")
+        .to_string();
+    let path = PathBuf::from(REPO).join(format!("target/e2e-logs/kubeconfig-{namespace}-{name}"));
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+    std::fs::write(&path, format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"{server}\", insecure-skip-tls-verify: true}}\n\
+         users:\n- name: sa\n  user: {{token: \"{}\"}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: sa, namespace: {namespace}}}\ncurrent-context: c\n",
+        token.trim()
+    )).expect("write kubeconfig");
+    path
+}
+
 pub async fn client() -> Client {
     let kc = Kubeconfig::read_from(kubeconfig()).expect("read kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
@@ -277,19 +347,20 @@ impl Fake {
     }
 }
 
+/// A random-enough lowercase hex id; every prefix is as unique as the whole (callers slice it).
 pub fn uuid_like() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
+        .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    format!("{:x}{:04x}", nanos, rand_u16())
-}
-
-fn rand_u16() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(nanos);
     h.write_u64(std::process::id() as u64);
-    h.finish() as u16
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    format!("{:016x}", h.finish())
 }
 
 /// The operator binary, run as a process against the test control plane.
@@ -301,6 +372,16 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(name: &str, args: &[String]) -> Operator {
+        Self::start_with(name, args, kubeconfig(), &[])
+    }
+
+    /// Starts the operator as `kubeconfig`'s identity with extra environment variables.
+    pub fn start_with(
+        name: &str,
+        args: &[String],
+        kubeconfig: &Path,
+        envs: &[(&str, &str)],
+    ) -> Operator {
         let dir = PathBuf::from(REPO).join("target/e2e-logs");
         std::fs::create_dir_all(&dir).expect("log dir");
         let log = dir.join(format!("{name}.log"));
@@ -310,8 +391,9 @@ impl Operator {
             .arg("run")
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(args)
-            .env("KUBECONFIG", kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,frontegg_token_operator=debug,kube=warn")
+            .envs(envs.iter().copied())
             .stdout(file.try_clone().expect("dup"))
             .stderr(file)
             .spawn()
@@ -335,6 +417,8 @@ impl Operator {
 /// One test's world: a namespace, a fake, a ClusterFronteggEnvironment for it and an operator
 /// watching only that namespace (and any `extra_namespaces`).
 pub struct TestEnv {
+    /// The arguments the operator was started with (to start a second replica).
+    pub operator_args: Vec<String>,
     pub client: Client,
     pub ns: String,
     pub env_name: String,
@@ -400,26 +484,37 @@ impl TestEnv {
         let watch: Vec<String> = std::iter::once(ns.clone())
             .chain(opts.extra_namespaces.iter().cloned())
             .collect();
-        let operator = Operator::start(
+        let operator_args: Vec<String> = [
+            "--watch-namespaces",
+            &watch.join(","),
+            "--operator-namespace",
             &ns,
-            &[
-                "--watch-namespaces".into(),
-                watch.join(","),
-                "--operator-namespace".into(),
-                ns.clone(),
-                "--cluster-environment-selector".into(),
-                format!("e2e={ns}"),
-                "--default-environment".into(),
-                format!("ClusterFronteggEnvironment/{env_name}"),
-                "--resync-period".into(),
-                opts.resync.into(),
-                "--environment-retry".into(),
-                "1s".into(),
-                "--permanent-failure-retry".into(),
-                "10m".into(),
-            ],
+            "--cluster-environment-selector",
+            &format!("e2e={ns}"),
+            "--default-environment",
+            &format!("ClusterFronteggEnvironment/{env_name}"),
+            "--resync-period",
+            opts.resync,
+            "--environment-retry",
+            "1s",
+            "--permanent-failure-retry",
+            "10m",
+            "--lease-duration-seconds",
+            "4",
+            "--lease-grace-seconds",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let operator = Operator::start_with(
+            &ns,
+            &operator_args,
+            kubeconfig(),
+            &[("POD_NAME", "operator-a")],
         );
         TestEnv {
+            operator_args,
             client,
             ns,
             env_name,

@@ -1,0 +1,310 @@
+//! The Helm chart on the real control plane: lint, server-side validation, install, the
+//! operator running as the chart's ServiceAccount, RBAC limits, uninstall and bad values.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::*;
+
+const CHART: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/charts/frontegg-token-operator"
+);
+
+#[tokio::test]
+async fn chart_lints_and_renders_what_the_apiserver_accepts() {
+    let (ok, out, err) = helm_run(&["lint", CHART, "--strict"]);
+    assert!(ok, "helm lint: {out}{err}");
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = format!("e2e-chart-{}", &uuid_like()[..6]);
+    let watched = [format!("{ns}-a"), format!("{ns}-b")];
+    for n in std::iter::once(&ns).chain(&watched) {
+        create_namespace(&client, n).await;
+    }
+    let value_sets: [Vec<String>; 2] = [
+        vec![],
+        vec![
+            "--set".into(),
+            format!("watchNamespaces={{{},{}}}", watched[0], watched[1]),
+            "--set".into(),
+            "replicas=2".into(),
+            "--set".into(),
+            "defaultEnvironment.create=true".into(),
+            "--set".into(),
+            format!("defaultEnvironment.name={ns}"),
+            "--set".into(),
+            "defaultEnvironment.clientId=id".into(),
+            "--set".into(),
+            "defaultEnvironment.secret=not-a-real-secret".into(),
+        ],
+    ];
+    for values in value_sets {
+        let mut args: Vec<&str> = vec!["template", "fto", CHART, "-n", &ns];
+        args.extend(values.iter().map(String::as_str));
+        let (ok, rendered, err) = helm_run(&args);
+        assert!(ok, "helm template: {err}");
+        let (ok, out, err) = kubectl_run(
+            &[
+                "apply",
+                "--dry-run=server",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                "-",
+            ],
+            Some(&rendered),
+        );
+        assert!(ok, "apiserver rejected the rendered chart: {err}\n{out}");
+        let kinds: Vec<&str> = rendered
+            .lines()
+            .filter_map(|l| l.strip_prefix("kind: "))
+            .collect();
+        for kind in [
+            "CustomResourceDefinition",
+            "ServiceAccount",
+            "Deployment",
+            "ClusterRole",
+            "Service",
+        ] {
+            assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+        }
+        if values.is_empty() {
+            assert!(
+                !kinds.contains(&"PodDisruptionBudget"),
+                "no PDB with one replica"
+            );
+            assert!(
+                rendered.contains("helm.sh/resource-policy: keep"),
+                "CRDs kept by default"
+            );
+        } else {
+            assert!(
+                kinds.contains(&"PodDisruptionBudget")
+                    && kinds.contains(&"Role")
+                    && kinds.contains(&"ClusterFronteggEnvironment")
+            );
+        }
+    }
+}
+
+/// The chart Deployment's ServiceAccount and container args, as its Pod would run them.
+fn deployment_args(manifest: &str, namespace: &str) -> (String, Vec<String>) {
+    let deployment: Value = manifest
+        .split("\n---")
+        .filter_map(|doc| serde_yaml::from_str::<Value>(doc).ok())
+        .find(|d| d["kind"] == "Deployment")
+        .expect("Deployment in the release");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"])
+    );
+    let service_account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        .as_str()
+        .expect("serviceAccountName")
+        .to_string();
+    let args = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| {
+            a.as_str()
+                .expect("arg")
+                .replace("$(POD_NAMESPACE)", namespace)
+        })
+        .filter(|a| a != "run" && !a.starts_with("--metrics-addr"))
+        .collect();
+    (service_account, args)
+}
+
+#[tokio::test]
+async fn operator_runs_as_the_charts_service_account_and_uninstall_keeps_crds_and_tokens() {
+    let client = client().await;
+    install_crds(&client).await;
+    let id = &uuid_like()[..6];
+    let (release_ns, watched, other) = (
+        format!("e2e-rel-{id}"),
+        format!("e2e-watched-{id}"),
+        format!("e2e-unwatched-{id}"),
+    );
+    for n in [&release_ns, &watched, &other] {
+        create_namespace(&client, n).await;
+    }
+    let fake = Fake::start(&[]).await;
+    let release = format!("fto-{id}");
+    let env_name = format!("default-{id}");
+    let (ok, out, err) = helm_run(&[
+        "install",
+        &release,
+        CHART,
+        "-n",
+        &release_ns,
+        "--take-ownership",
+        "--set",
+        &format!("watchNamespaces={{{watched}}}"),
+        "--set",
+        "defaultEnvironment.create=true",
+        "--set",
+        &format!("defaultEnvironment.name={env_name}"),
+        "--set",
+        &format!("defaultEnvironment.baseUrl={}", fake.url),
+        "--set",
+        &format!("defaultEnvironment.clientId={}", fake.client_id),
+        "--set",
+        &format!("defaultEnvironment.secret={}", fake.secret),
+        "--set",
+        &format!("defaultEnvironment.allowedNamespaces.names={{{watched}}}"),
+        "--set",
+        &format!("operator.clusterEnvironmentSelector=app.kubernetes.io/instance={release}"),
+        "--set",
+        "operator.resyncPeriod=3s",
+        "--set",
+        "operator.environmentRetry=1s",
+    ]);
+    assert!(ok, "helm install: {out}{err}");
+    assert!(
+        out.contains("Next steps") || out.contains("NOTES"),
+        "NOTES.txt shown: {out}"
+    );
+
+    // The operator binary, with the Deployment's own args, as the chart's ServiceAccount.
+    let (ok, manifest, err) = helm_run(&["get", "manifest", &release, "-n", &release_ns]);
+    assert!(ok, "{err}");
+    let (service_account, args) = deployment_args(&manifest, &release_ns);
+    let sa_kubeconfig = service_account_kubeconfig(&release_ns, &service_account);
+    let operator = Operator::start_with(
+        &format!("{release}-sa"),
+        &args,
+        &sa_kubeconfig,
+        &[("POD_NAME", "chart-pod")],
+    );
+
+    let token = json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserApiToken",
+        "metadata":{"name":"via-chart","namespace": watched},"spec":{"tenantId":"t","userId":"u","expiresIn":"24h"}});
+    apply_yaml(&client, &token.to_string()).await;
+    let obj = wait_for(
+        Duration::from_secs(90),
+        "token Ready under the chart's RBAC",
+        || async {
+            let obj = get_custom(&client, &watched, "userapitokens", "via-chart").await?;
+            (obj["status"]["conditions"][0]["status"] == "True").then_some(obj)
+        },
+    )
+    .await;
+    let token_id = obj["status"]["current"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert!(fake.token(&token_id).await.is_some());
+    let secrets =
+        kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &watched);
+    assert!(
+        secrets.get_opt("via-chart").await.expect("get").is_some(),
+        "Secret written under the chart's RBAC"
+    );
+    dynamic_api(&client, Some(&watched), "userapitokens")
+        .delete("via-chart", &Default::default())
+        .await
+        .expect("delete");
+    wait_for(Duration::from_secs(60), "revoked and deleted", || async {
+        get_custom(&client, &watched, "userapitokens", "via-chart")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        fake.token(&token_id).await.is_none(),
+        "revoked under the chart's RBAC"
+    );
+
+    // Outside its RBAC the ServiceAccount is denied.
+    let kubectl_sa = |args: &[&str]| run_tool(&kubectl_path(), args, None, &sa_kubeconfig);
+    let (ok, _, err) = kubectl_sa(&[
+        "-n",
+        &other,
+        "create",
+        "secret",
+        "generic",
+        "nope",
+        "--from-literal=a=b",
+    ]);
+    assert!(
+        !ok && err.contains("forbidden"),
+        "a Secret in an unwatched namespace must be denied: {err}"
+    );
+    let (_, can, _) = kubectl_sa(&["auth", "can-i", "list", "secrets", "-n", &other]);
+    assert_eq!(can.trim(), "no");
+    let (_, can, _) = kubectl_sa(&["auth", "can-i", "create", "secrets", "-n", &watched]);
+    assert_eq!(can.trim(), "yes");
+    let (_, can, _) = kubectl_sa(&[
+        "auth",
+        "can-i",
+        "delete",
+        "userapitokens.tokens.frontegg-operator.io",
+        "-n",
+        &watched,
+    ]);
+    assert_eq!(
+        can.trim(),
+        "no",
+        "the operator never needs to delete token resources"
+    );
+    drop(operator);
+
+    // Uninstall keeps the CRDs (resource-policy: keep) and the users' resources.
+    apply_yaml(
+        &client,
+        &json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"TenantAccessToken",
+        "metadata":{"name":"survivor","namespace": watched},"spec":{"tenantId":"t"}})
+        .to_string(),
+    )
+    .await;
+    let (ok, out, err) = helm_run(&["uninstall", &release, "-n", &release_ns]);
+    assert!(ok, "helm uninstall: {out}{err}");
+    let (ok, _, err) = kubectl_run(
+        &[
+            "get",
+            "crd",
+            "userapitokens.tokens.frontegg-operator.io",
+            "tenantaccesstokens.tokens.frontegg-operator.io",
+        ],
+        None,
+    );
+    assert!(ok, "CRDs kept: {err}");
+    assert!(
+        get_custom(&client, &watched, "tenantaccesstokens", "survivor")
+            .await
+            .is_some(),
+        "users' resources kept"
+    );
+    let (ok, _, _) = kubectl_run(&["-n", &release_ns, "get", "deployment", &release], None);
+    assert!(!ok, "the release's own objects are gone");
+}
+
+#[tokio::test]
+async fn bad_values_fail_helm_install_with_a_schema_message() {
+    let cases = [
+        (vec!["--set", "replicas=two"], "replicas"),
+        (vec!["--set", "defaultEnvironment.region=mars"], "region"),
+        (vec!["--set", "operator.resyncPeriod=soon"], "resyncPeriod"),
+        (vec!["--set", "replicaz=2"], "replicaz"),
+    ];
+    for (set, field) in cases {
+        let mut args = vec!["install", "bad-values", CHART, "-n", "default"];
+        args.extend(set.iter().copied());
+        let (ok, out, err) = helm_run(&args);
+        assert!(!ok, "accepted {set:?}: {out}");
+        assert!(
+            err.contains("values don't meet the specifications of the schema"),
+            "{err}"
+        );
+        assert!(err.contains(field), "message names {field}: {err}");
+    }
+    let (ok, _, _) = helm_run(&["status", "bad-values", "-n", "default"]);
+    assert!(!ok, "nothing was installed");
+}

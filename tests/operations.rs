@@ -1,0 +1,261 @@
+//! Running the operator: leader election and failover, metrics, readiness.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use serde_json::json;
+use support::*;
+
+fn token(name: &str) -> String {
+    json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserAccessToken","metadata":{"name": name},
+           "spec":{"tenantId":"t","userId":"u"}})
+    .to_string()
+}
+
+async fn holder(env: &TestEnv) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
+    leases
+        .get_opt("frontegg-token-operator")
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
+}
+
+#[tokio::test]
+async fn only_the_leader_issues_and_a_standby_takes_over() {
+    let mut env = TestEnv::start("failover").await;
+    let standby = Operator::start_with(
+        &format!("{}-b", env.ns),
+        &env.operator_args,
+        kubeconfig(),
+        &[("POD_NAME", "operator-b")],
+    );
+    let leader = wait_for(Duration::from_secs(30), "a lease holder", || holder(&env)).await;
+    for i in 0..4 {
+        env.apply(&token(&format!("first-{i}"))).await;
+    }
+    for i in 0..4 {
+        env.wait_ready("useraccesstokens", &format!("first-{i}"), "True", None)
+            .await;
+    }
+    let route = "POST /identity/resources/users/access-tokens/v1";
+    assert_eq!(
+        env.fake.calls(route).await,
+        4,
+        "exactly one create per resource with two replicas"
+    );
+    let (leader_log, standby_log) = if leader == "operator-a" {
+        (&env.operator.log, &standby.log)
+    } else {
+        (&standby.log, &env.operator.log)
+    };
+    let standby_text = std::fs::read_to_string(standby_log).expect("standby log");
+    assert!(standby_text.contains("waiting for leadership"));
+    assert!(
+        !standby_text.contains("issued token"),
+        "the standby made no writes"
+    );
+    assert!(
+        std::fs::read_to_string(leader_log)
+            .expect("leader log")
+            .contains("acquired leadership")
+    );
+
+    // Kill the leader (SIGKILL: no lease release); the standby takes over after the lease expires.
+    let mut standby = Some(standby);
+    if leader == "operator-a" {
+        env.operator.stop();
+    } else {
+        standby.take();
+    }
+    for i in 0..4 {
+        env.apply(&token(&format!("second-{i}"))).await;
+    }
+    for i in 0..4 {
+        env.wait_ready("useraccesstokens", &format!("second-{i}"), "True", None)
+            .await;
+    }
+    let new_holder = holder(&env).await.expect("holder");
+    assert_ne!(new_holder, leader, "leadership moved");
+    assert_eq!(
+        env.fake.calls(route).await,
+        8,
+        "no duplicate tokens after failover"
+    );
+    assert_eq!(env.fake.tokens().await.len(), 8);
+    drop(standby);
+}
+
+fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(name_and_labels)
+            .and_then(|rest| rest.trim().split(' ').next()?.parse().ok())
+    })
+}
+
+#[tokio::test]
+async fn metrics_report_the_scenario() {
+    let env = TestEnv::start("metrics").await;
+    env.apply(&json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserApiToken","metadata":{"name":"m"},
+                      "spec":{"tenantId":"t","userId":"u","expiresIn":"24h"}}).to_string()).await;
+    let obj = env.wait_ready("userapitokens", "m", "True", None).await;
+    let expires: jiff::Timestamp = obj["status"]["current"]["expiresAt"]
+        .as_str()
+        .expect("expiresAt")
+        .parse()
+        .expect("time");
+    let http = reqwest::Client::new();
+    let scrape = || async {
+        http.get(format!("{}/metrics", env.operator.metrics_url))
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body")
+    };
+    let text = scrape().await;
+    let p = "frontegg_token_operator_";
+    assert_eq!(
+        metric(
+            &text,
+            &format!("{p}tokens_issued_total{{kind=\"UserApiToken\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!(
+                "{p}identity_requests_total{{endpoint=\"POST user-api-tokens\",status=\"201\"}}"
+            )
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("{p}identity_requests_total{{endpoint=\"POST vendor-auth\",status=\"200\"}}")
+        ),
+        Some(1.0)
+    );
+    assert!(
+        metric(
+            &text,
+            &format!(
+                "{p}identity_request_duration_seconds_count{{endpoint=\"POST user-api-tokens\"}}"
+            )
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
+    let managed = format!(
+        "{p}tokens_managed{{kind=\"UserApiToken\",environment=\"ClusterFronteggEnvironment/{}\"}}",
+        env.env_name
+    );
+    assert_eq!(metric(&text, &managed), Some(1.0), "{text}");
+    let expiry = format!(
+        "{p}token_expiry_timestamp_seconds{{kind=\"UserApiToken\",namespace=\"{}\",name=\"m\"}}",
+        env.ns
+    );
+    assert_eq!(metric(&text, &expiry), Some(expires.as_second() as f64));
+    assert!(
+        metric(
+            &text,
+            &format!("{p}reconciles_total{{kind=\"UserApiToken\",result=\"success\"}}")
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
+    assert!(
+        metric(
+            &text,
+            &format!("{p}reconcile_duration_seconds_count{{kind=\"UserApiToken\"}}")
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
+
+    env.delete("userapitokens", "m").await;
+    wait_for(Duration::from_secs(60), "deleted", || async {
+        env.get("userapitokens", "m").await.is_none().then_some(())
+    })
+    .await;
+    let text = scrape().await;
+    assert_eq!(
+        metric(
+            &text,
+            &format!("{p}token_revocations_total{{kind=\"UserApiToken\"}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(metric(&text, &managed), Some(0.0));
+    assert_eq!(
+        metric(&text, &expiry),
+        None,
+        "expiry series removed with the token"
+    );
+}
+
+#[tokio::test]
+async fn readyz_turns_ready_only_after_caches_sync() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = format!("e2e-readyz-{}", &uuid_like()[..6]);
+    create_namespace(&client, &ns).await;
+    // A ServiceAccount without RBAC cannot list anything: the caches cannot sync.
+    let (ok, _, err) = kubectl_run(&["-n", &ns, "create", "serviceaccount", "fto"], None);
+    assert!(ok, "{err}");
+    let sa_kubeconfig = service_account_kubeconfig(&ns, "fto");
+    let args: Vec<String> = [
+        "--watch-namespaces",
+        &ns,
+        "--operator-namespace",
+        &ns,
+        "--leader-election=false",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let operator = Operator::start_with(&ns, &args, &sa_kubeconfig, &[]);
+    let http = reqwest::Client::new();
+    let status = |path: &'static str| {
+        let (http, url) = (http.clone(), format!("{}{path}", operator.metrics_url));
+        async move { http.get(url).send().await.ok().map(|r| r.status().as_u16()) }
+    };
+    wait_for(Duration::from_secs(30), "/healthz", || async {
+        (status("/healthz").await == Some(200)).then_some(())
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(
+            status("/readyz").await,
+            Some(503),
+            "not ready before the caches sync"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let (ok, _, err) = kubectl_run(
+        &[
+            "create",
+            "clusterrolebinding",
+            &format!("{ns}-admin"),
+            "--clusterrole=cluster-admin",
+            &format!("--serviceaccount={ns}:fto"),
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    wait_for(
+        Duration::from_secs(90),
+        "/readyz 200 after sync",
+        || async { (status("/readyz").await == Some(200)).then_some(()) },
+    )
+    .await;
+    let _ = kubectl_run(
+        &["delete", "clusterrolebinding", &format!("{ns}-admin")],
+        None,
+    );
+}
