@@ -556,3 +556,109 @@ async fn versions(env: &TestEnv) -> Vec<String> {
     );
     v
 }
+
+#[tokio::test]
+async fn revocation_failure_explains_itself_and_orphan_unblocks_deletion() {
+    let env = TestEnv::start("revoke").await;
+    env.apply(&example("tenant-access-token.yaml")).await;
+    let id = ready_token_id(
+        &env.wait_ready("tenantaccesstokens", "reporting", "True", None)
+            .await,
+    );
+    // Credentials break, then the resource is deleted: revocation cannot succeed.
+    env.apply(
+        &json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"frontegg-credentials"},
+                      "stringData":{"clientId": env.fake.client_id, "secret": "rotated-away"}})
+        .to_string(),
+    )
+    .await;
+    env.delete("tenantaccesstokens", "reporting").await;
+    let obj = env
+        .wait_ready(
+            "tenantaccesstokens",
+            "reporting",
+            "False",
+            Some("RevocationFailed"),
+        )
+        .await;
+    let message = obj["status"]["conditions"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("deletionPolicy to Orphan") && message.contains("credentials"),
+        "{message}"
+    );
+    assert!(
+        env.fake.token(&id).await.is_some(),
+        "nothing revoked with bad credentials"
+    );
+    assert_event(&env, "reporting", "RevocationFailed").await;
+    // The documented escape hatch.
+    let api = dynamic_api(&env.client, Some(&env.ns), "tenantaccesstokens");
+    api.patch(
+        "reporting",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"deletionPolicy": "Orphan"}})),
+    )
+    .await
+    .expect("patch");
+    wait_for(Duration::from_secs(60), "deletion unblocked", || async {
+        env.get("tenantaccesstokens", "reporting")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        env.fake.token(&id).await.is_some(),
+        "Orphan leaves the remote token"
+    );
+    env.assert_no_secrets_logged().await;
+}
+
+#[tokio::test]
+async fn transient_frontegg_failures_back_off_and_recover() {
+    let env = TestEnv::start("transient").await;
+    wait_for(Duration::from_secs(30), "environment Ready", || async {
+        let api = dynamic_api(&env.client, None, "clusterfronteggenvironments");
+        let obj = serde_json::to_value(api.get(&env.env_name).await.ok()?).ok()?;
+        (obj["status"]["conditions"][0]["status"] == "True").then_some(())
+    })
+    .await;
+    env.fake
+        .set_faults(json!({"errorRate": 1.0, "pathPrefix": "/identity"}))
+        .await;
+    env.apply(&example("user-access-token.yaml")).await;
+    env.wait_ready(
+        "useraccesstokens",
+        "support-agent",
+        "False",
+        Some("FronteggUnavailable"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let calls = env
+        .fake
+        .calls("POST /identity/resources/users/access-tokens/v1")
+        .await;
+    // Each reconcile makes 1 + 4 client retries; per-resource backoff (1 s, 2 s, 4 s ...) keeps
+    // the reconciles themselves few.
+    assert!(
+        calls <= 5 * 5,
+        "backoff bounds the retries: {calls} create calls in ~8 s"
+    );
+    env.fake.set_faults(json!({})).await;
+    env.wait_ready(
+        "useraccesstokens",
+        "support-agent",
+        "True",
+        Some("TokenReady"),
+    )
+    .await;
+    assert_eq!(
+        env.fake.tokens().await.len(),
+        1,
+        "exactly one token after recovery"
+    );
+}

@@ -35,8 +35,12 @@ pub async fn reconcile<K: TokenResource>(obj: Arc<K>, ctx: Arc<Context>) -> Resu
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
-            FinalizerEvent::Apply(obj) => report(&*obj, &ctx, apply(&*obj, &ctx).await).await,
-            FinalizerEvent::Cleanup(obj) => report(&*obj, &ctx, cleanup(&*obj, &ctx).await).await,
+            FinalizerEvent::Apply(obj) => {
+                report(&*obj, &ctx, Phase::Apply, apply(&*obj, &ctx).await).await
+            }
+            FinalizerEvent::Cleanup(obj) => {
+                report(&*obj, &ctx, Phase::Cleanup, cleanup(&*obj, &ctx).await).await
+            }
         }
     })
     .await
@@ -92,9 +96,16 @@ struct Outcome {
 
 /// Writes the outcome (status, Events) or the failure (Ready=False + Event) and picks the
 /// requeue. Permanent failures wait for a change instead of looping.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Apply,
+    Cleanup,
+}
+
 async fn report<K: TokenResource>(
     obj: &K,
     ctx: &Context,
+    phase: Phase,
     result: Result<Outcome, Error>,
 ) -> Result<Action, Error> {
     let key = object_key(obj);
@@ -126,7 +137,10 @@ async fn report<K: TokenResource>(
                 publish(obj, ctx, EventType::Warning, err.reason(), err.to_string()).await;
             }
             tracing::warn!(object = %key, reason = err.reason(), error = %err, "reconcile failed");
-            if err.is_permanent() {
+            // A failed cleanup must stay an error: the finalizer helper removes the finalizer
+            // on Ok, which would drop the resource with its remote token still alive. It is
+            // retried with the per-resource backoff until it succeeds or the user orphans it.
+            if err.is_permanent() && phase == Phase::Apply {
                 Ok(Action::requeue(ctx.config.permanent_retry))
             } else {
                 Err(err)
