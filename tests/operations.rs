@@ -178,6 +178,86 @@ async fn metrics_report_the_scenario() {
         .is_some_and(|n| n >= 1.0)
     );
 
+    // Rotation on request: a new token, the old one revoked.
+    let first = obj["status"]["current"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let api = dynamic_api(&env.client, Some(&env.ns), "userapitokens");
+    api.patch(
+        "m",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(
+            json!({"metadata": {"annotations": {"tokens.frontegg-operator.io/rotate": "now"}}}),
+        ),
+    )
+    .await
+    .expect("annotate");
+    wait_for(Duration::from_secs(60), "rotated", || async {
+        let obj = env.get("userapitokens", "m").await?;
+        (obj["status"]["current"]["id"].as_str()? != first
+            && obj["status"]["pendingRevocations"].is_null())
+        .then_some(())
+    })
+    .await;
+    assert!(
+        env.fake.token(&first).await.is_none(),
+        "old token revoked on rotation"
+    );
+    let text = scrape().await;
+    assert_eq!(
+        metric(
+            &text,
+            &format!("{p}token_rotations_total{{kind=\"UserApiToken\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("{p}tokens_issued_total{{kind=\"UserApiToken\"}}")
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("{p}token_revocations_total{{kind=\"UserApiToken\"}}")
+        ),
+        Some(1.0)
+    );
+    let pending = format!(
+        "{p}pending_revocations{{kind=\"UserApiToken\",namespace=\"{}\",name=\"m\"}}",
+        env.ns
+    );
+    assert_eq!(metric(&text, &pending), Some(0.0));
+    assert!(
+        metric(&text, &format!("{p}rate_limiter_waits_total")).is_some(),
+        "rate-limiter waits exposed"
+    );
+
+    // Orphan on deletion is counted.
+    env.apply(&json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserAccessToken","metadata":{"name":"o"},
+                      "spec":{"tenantId":"t","userId":"u","deletionPolicy":"Orphan"}}).to_string()).await;
+    env.wait_ready("useraccesstokens", "o", "True", None).await;
+    env.delete("useraccesstokens", "o").await;
+    wait_for(Duration::from_secs(60), "orphaned", || async {
+        env.get("useraccesstokens", "o")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let text = scrape().await;
+    assert_eq!(
+        metric(
+            &text,
+            &format!("{p}tokens_orphaned_total{{kind=\"UserAccessToken\"}}")
+        ),
+        Some(1.0)
+    );
+
     env.delete("userapitokens", "m").await;
     wait_for(Duration::from_secs(60), "deleted", || async {
         env.get("userapitokens", "m").await.is_none().then_some(())
@@ -189,7 +269,8 @@ async fn metrics_report_the_scenario() {
             &text,
             &format!("{p}token_revocations_total{{kind=\"UserApiToken\"}}")
         ),
-        Some(1.0)
+        Some(2.0),
+        "one revocation from the rotation, one from the deletion"
     );
     assert_eq!(metric(&text, &managed), Some(0.0));
     assert_eq!(
@@ -258,4 +339,46 @@ async fn readyz_turns_ready_only_after_caches_sync() {
         &["delete", "clusterrolebinding", &format!("{ns}-admin")],
         None,
     );
+}
+
+#[tokio::test]
+async fn sigterm_finishes_gracefully_and_hands_the_lease_over() {
+    let mut env = TestEnv::start("sigterm").await;
+    wait_for(Duration::from_secs(30), "operator-a leads", || async {
+        (holder(&env).await.as_deref() == Some("operator-a")).then_some(())
+    })
+    .await;
+    env.apply(&token("before")).await;
+    env.wait_ready("useraccesstokens", "before", "True", None)
+        .await;
+    let standby = Operator::start_with(
+        &format!("{}-b", env.ns),
+        &env.operator_args,
+        kubeconfig(),
+        &[("POD_NAME", "operator-b")],
+    );
+    let status = env
+        .operator
+        .terminate(Duration::from_secs(20))
+        .expect("exited after SIGTERM");
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    let log = std::fs::read_to_string(&env.operator.log).expect("log");
+    assert!(log.contains("shutting down"), "{log}");
+    // The lease was released, so the standby takes over well before a 4 s lease would expire.
+    let started = std::time::Instant::now();
+    wait_for(Duration::from_secs(30), "operator-b leads", || async {
+        (holder(&env).await.as_deref() == Some("operator-b")).then_some(())
+    })
+    .await;
+    env.apply(&token("after")).await;
+    env.wait_ready("useraccesstokens", "after", "True", None)
+        .await;
+    println!("hand-over took {:?}", started.elapsed());
+    assert_eq!(
+        env.fake
+            .calls("POST /identity/resources/users/access-tokens/v1")
+            .await,
+        2
+    );
+    drop(standby);
 }
