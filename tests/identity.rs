@@ -399,3 +399,47 @@ async fn debug_output_never_contains_secrets() {
         assert!(!printed.contains(s.as_str()), "secret printed");
     }
 }
+
+#[tokio::test]
+async fn fake_latency_qps_limit_and_429_rate_faults_behave() {
+    let fake = Fake::start(&[]).await;
+    let c = client(
+        &fake,
+        &fake.secret,
+        ClientOptions {
+            timeout: Duration::from_millis(200),
+            max_retries: 1,
+            ..fast()
+        },
+    );
+    c.check_credentials().await.unwrap();
+
+    // Added latency beyond the client's timeout: a transient failure after the retries.
+    fake.set_faults(json!({"latencyMs": 400, "pathPrefix": "/identity"}))
+        .await;
+    let err = c.list::<UserApiTokens>(&user()).await.unwrap_err();
+    assert!(
+        matches!(&err, IdentityError::Transient(m) if m.contains("timed out")),
+        "{err:?}"
+    );
+
+    // An enforced QPS limit answers 429 with a reset the client honours: all calls succeed,
+    // and the fake answered some of them with 429.
+    fake.set_faults(json!({"qpsLimit": 5, "pathPrefix": "/identity"}))
+        .await;
+    let c = client(&fake, &fake.secret, fast());
+    for _ in 0..12 {
+        c.list::<UserApiTokens>(&user()).await.unwrap();
+    }
+    let log = fake.call_log().await;
+    let limited = log.iter().filter(|l| l["status"] == 429).count();
+    assert!(limited >= 1, "the QPS limit answered 429");
+
+    // A 429 rate of 1.0 surfaces RateLimited once the inline waits are used up.
+    fake.set_faults(
+        json!({"rateLimitRate": 1.0, "rateLimitResetSecs": 0.05, "pathPrefix": "/identity"}),
+    )
+    .await;
+    let err = c.list::<UserApiTokens>(&user()).await.unwrap_err();
+    assert!(matches!(err, IdentityError::RateLimited { .. }), "{err:?}");
+}
