@@ -90,6 +90,31 @@ async fn chart_lints_and_renders_what_the_apiserver_accepts() {
     }
 }
 
+#[test]
+fn optional_service_monitor_renders_when_enabled() {
+    // The ServiceMonitor CRD (Prometheus Operator) is not on the test cluster, so this one is
+    // checked as rendered output only.
+    let (ok, rendered, err) = helm_run(&[
+        "template",
+        "fto",
+        CHART,
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.labels.release=prom",
+    ]);
+    assert!(ok, "{err}");
+    let monitor: Value = rendered
+        .split("\n---")
+        .filter_map(|doc| serde_yaml::from_str::<Value>(doc).ok())
+        .find(|d| d["kind"] == "ServiceMonitor")
+        .expect("ServiceMonitor rendered");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    let (_, default, _) = helm_run(&["template", "fto", CHART]);
+    assert!(!default.contains("kind: ServiceMonitor"), "off by default");
+}
+
 /// The chart Deployment's ServiceAccount and container args, as its Pod would run them.
 fn deployment_args(manifest: &str, namespace: &str) -> (String, Vec<String>) {
     let deployment: Value = manifest
