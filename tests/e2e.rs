@@ -352,16 +352,7 @@ async fn fixing_environment_credentials_recovers_tokens() {
     let wrong = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"frontegg-credentials"},
                        "stringData":{"clientId": env.fake.client_id, "secret": "wrong-secret"}});
     env.apply(&wrong.to_string()).await;
-    wait_for(
-        Duration::from_secs(30),
-        "environment Ready=False",
-        || async {
-            let api = dynamic_api(&env.client, None, "clusterfronteggenvironments");
-            let obj = serde_json::to_value(api.get(&env.env_name).await.ok()?).ok()?;
-            (obj["status"]["conditions"][0]["reason"] == "Unauthorized").then_some(())
-        },
-    )
-    .await;
+    env.wait_environment("False", Some("Unauthorized")).await;
     env.apply(&example("user-access-token.yaml")).await;
     env.wait_ready(
         "useraccesstokens",
@@ -620,12 +611,7 @@ async fn revocation_failure_explains_itself_and_orphan_unblocks_deletion() {
 #[tokio::test]
 async fn transient_frontegg_failures_back_off_and_recover() {
     let env = TestEnv::start("transient").await;
-    wait_for(Duration::from_secs(30), "environment Ready", || async {
-        let api = dynamic_api(&env.client, None, "clusterfronteggenvironments");
-        let obj = serde_json::to_value(api.get(&env.env_name).await.ok()?).ok()?;
-        (obj["status"]["conditions"][0]["status"] == "True").then_some(())
-    })
-    .await;
+    env.wait_environment("True", None).await;
     env.fake
         .set_faults(json!({"errorRate": 1.0, "pathPrefix": "/identity"}))
         .await;

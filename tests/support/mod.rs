@@ -574,6 +574,26 @@ impl TestEnv {
         .await
     }
 
+    /// Waits for this test's ClusterFronteggEnvironment to report Ready=`status` (and `reason`).
+    pub async fn wait_environment(&self, status: &str, reason: Option<&str>) {
+        let api = dynamic_api(&self.client, None, "clusterfronteggenvironments");
+        wait_for(
+            Duration::from_secs(30),
+            &format!("environment Ready={status} {reason:?}"),
+            || async {
+                let obj = serde_json::to_value(api.get(&self.env_name).await.ok()?).ok()?;
+                let cond = obj["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == "Ready")?
+                    .clone();
+                (cond["status"] == status && reason.is_none_or(|r| cond["reason"] == r))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
     pub async fn secret(&self, name: &str) -> Option<k8s_openapi::api::core::v1::Secret> {
         Api::<k8s_openapi::api::core::v1::Secret>::namespaced(self.client.clone(), &self.ns)
             .get_opt(name)
