@@ -648,3 +648,67 @@ async fn transient_frontegg_failures_back_off_and_recover() {
         "exactly one token after recovery"
     );
 }
+
+#[tokio::test]
+async fn a_lost_status_adopts_the_token_in_the_secret_instead_of_issuing_another() {
+    let env = TestEnv::start("adopt").await;
+    env.apply(&example("user-access-token.yaml")).await;
+    let id = ready_token_id(
+        &env.wait_ready("useraccesstokens", "support-agent", "True", None)
+            .await,
+    );
+    let before = secret_data(&env.secret("support-agent").await.expect("secret"));
+    // What a crash between the Secret write and the status write leaves behind.
+    let api = dynamic_api(&env.client, Some(&env.ns), "useraccesstokens");
+    api.patch_status(
+        "support-agent",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": null})),
+    )
+    .await
+    .expect("clear status");
+    let adopted = wait_for(Duration::from_secs(60), "status rebuilt", || async {
+        let obj = env.get("useraccesstokens", "support-agent").await?;
+        obj["status"]["current"]["id"].as_str().map(str::to_string)
+    })
+    .await;
+    assert_eq!(adopted, id, "the token in the Secret is recorded again");
+    assert_eq!(
+        env.fake
+            .calls("POST /identity/resources/users/access-tokens/v1")
+            .await,
+        1,
+        "no second token"
+    );
+    assert_eq!(
+        secret_data(&env.secret("support-agent").await.expect("secret")),
+        before,
+        "Secret untouched"
+    );
+    assert_event(&env, "support-agent", "Adopted").await;
+}
+
+#[tokio::test]
+async fn a_burst_of_resources_gets_exactly_one_token_each() {
+    // Many owned-Secret events arrive while our own status writes are still on their way to the
+    // cache: the pipeline must never issue twice for one resource.
+    let env = TestEnv::start("burst").await;
+    let names: Vec<String> = (0..20).map(|i| format!("burst-{i}")).collect();
+    let applies = names.iter().map(|name| {
+        env.apply_owned(json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserApiToken","metadata":{"name": name},
+                               "spec":{"tenantId":"t","userId":"u"}}))
+    });
+    futures::future::join_all(applies).await;
+    for name in &names {
+        env.wait_ready("userapitokens", name, "True", None).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        env.fake
+            .calls("POST /identity/resources/users/api-tokens/v1")
+            .await,
+        20,
+        "one create per resource"
+    );
+    assert_eq!(env.fake.tokens().await.len(), 20);
+}

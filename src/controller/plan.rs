@@ -31,6 +31,9 @@ pub enum SecretState {
     },
     /// Ours, but the credential key was removed or emptied: the secret cannot be read back.
     OwnedWithoutCredential,
+    /// Ours, holding a readable credential that the status does not record: the status write
+    /// after issuing was lost (crash, conflict) or the status was cleared.
+    OwnedUnrecorded,
 }
 
 /// The remote token as the last shared listing saw it.
@@ -88,6 +91,9 @@ pub enum Plan {
     Patch,
     /// Rewrite the Secret from the credential it already holds.
     WriteSecret,
+    /// Record the credential the Secret holds as the current token instead of issuing another
+    /// (the token the status knew, if any, is superseded and revoked).
+    Adopt,
     /// Nothing to do; look again after `requeue_after`.
     Steady { requeue_after: Duration },
 }
@@ -100,6 +106,9 @@ pub fn plan(
     now: Timestamp,
     resync: Duration,
 ) -> Plan {
+    if secret == SecretState::OwnedUnrecorded {
+        return Plan::Adopt;
+    }
     let Some(current) = &status.current else {
         return Plan::Issue {
             reason: IssueReason::Initial,
@@ -456,6 +465,30 @@ mod tests {
             RESYNC,
         );
         assert_eq!(p, Plan::WriteSecret);
+    }
+
+    #[test]
+    fn an_unrecorded_credential_in_our_secret_is_adopted_not_reissued() {
+        // Status lost after issuing: no second token.
+        let p = plan(
+            &desired(),
+            &TokenStatus::default(),
+            SecretState::OwnedUnrecorded,
+            RemoteState::Unknown,
+            at("2026-01-01T00:00:00Z"),
+            RESYNC,
+        );
+        assert_eq!(p, Plan::Adopt);
+        // The status names an older token than the Secret holds: the Secret wins.
+        let p = plan(
+            &desired(),
+            &issued(None),
+            SecretState::OwnedUnrecorded,
+            RemoteState::Present,
+            at("2026-01-01T00:00:00Z"),
+            RESYNC,
+        );
+        assert_eq!(p, Plan::Adopt);
     }
 
     #[test]

@@ -288,7 +288,8 @@ async fn apply<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Outcome, Erro
                 up_to_date: secret::matches(live, &want),
             }
         }
-        _ => SecretState::OwnedWithoutCredential,
+        (Some(_), Some(_), _) => SecretState::OwnedUnrecorded,
+        (Some(_), None, _) => SecretState::OwnedWithoutCredential,
     };
     let remote = remote_state::<K>(ctx, &env, &scope, status.current.as_ref()).await?;
 
@@ -302,6 +303,17 @@ async fn apply<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Outcome, Erro
         ctx.config.resync,
     );
     tracing::debug!(object = %object_key(obj), ?step, "planned");
+    if matches!(step, Plan::Issue { .. } | Plan::Adopt) && cache_is_behind(obj, ctx).await? {
+        // Creating a remote token is the one step that cannot be repeated safely. A reconcile
+        // triggered by our own Secret write can see a cached object that predates our status
+        // write; decide again on fresh state instead of issuing a second token.
+        tracing::debug!(object = %object_key(obj), "cache behind the API server; re-planning");
+        return Ok(Outcome {
+            status,
+            events: Vec::new(),
+            requeue: Duration::from_millis(500),
+        });
+    }
 
     let mut new_status = status.clone();
     let mut events = Vec::new();
@@ -386,6 +398,32 @@ async fn apply<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Outcome, Erro
                 ));
             }
         }
+        Plan::Adopt => {
+            if let Some(cred) = &live_credential {
+                if let Some(old) = new_status.current.take() {
+                    new_status.pending_revocations.push(PendingRevocation {
+                        id: old.id,
+                        reason: "superseded by the token found in the Secret".into(),
+                    });
+                }
+                new_status.current = Some(IssuedTokenRecord {
+                    id: cred.id.clone(),
+                    issued_at: now.to_string(),
+                    expires_at: cred.expires_at.clone(),
+                    secret_name: desired.secret_name.clone(),
+                    issued_spec_hash: desired.issued_spec_hash.clone(),
+                    patched_spec_hash: None,
+                });
+                events.push((
+                    EventType::Normal,
+                    "Adopted",
+                    format!(
+                        "recorded token {} found in Secret {} instead of issuing another",
+                        cred.id, desired.secret_name
+                    ),
+                ));
+            }
+        }
         Plan::Steady { .. } => {}
     }
 
@@ -423,6 +461,13 @@ async fn apply<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Outcome, Erro
         events,
         requeue,
     })
+}
+
+/// Whether the API server has a newer version of `obj` than the cache handed us.
+async fn cache_is_behind<K: TokenResource>(obj: &K, ctx: &Context) -> Result<bool, Error> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let fresh = api.get_metadata(&obj.name_any()).await?;
+    Ok(fresh.metadata.resource_version != obj.meta().resource_version)
 }
 
 /// Present/Absent from the group's shared listing; Unknown when the listing predates the token.

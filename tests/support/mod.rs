@@ -545,6 +545,11 @@ impl TestEnv {
         apply_yaml(&self.client, &v.to_string()).await
     }
 
+    /// `apply` for a JSON value (owned, so many can run concurrently).
+    pub async fn apply_owned(&self, manifest: Value) -> Value {
+        self.apply(&manifest.to_string()).await
+    }
+
     pub async fn get(&self, kind_plural: &str, name: &str) -> Option<Value> {
         get_custom(&self.client, &self.ns, kind_plural, name).await
     }
