@@ -448,8 +448,16 @@ impl From<IdentityError> for Retry {
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, IdentityError> {
-    // serde_json errors name the position and expected type, never the input's content.
-    serde_json::from_slice(bytes).map_err(|e| IdentityError::Decode(e.to_string()))
+    // serde_json's own message quotes the offending value ("invalid type: string \"...\""),
+    // which may be a token secret: keep only the category and position.
+    serde_json::from_slice(bytes).map_err(|e| {
+        IdentityError::Decode(format!(
+            "{:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })
 }
 
 fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> IdentityError {
@@ -601,6 +609,21 @@ mod tests {
             classify(StatusCode::BAD_GATEWAY, &HeaderMap::new(), b""),
             IdentityError::Transient("HTTP 502".into())
         );
+    }
+
+    #[test]
+    fn decode_errors_never_quote_the_response() {
+        // A secret of the wrong type would be quoted by serde_json's own message.
+        let body = br#"{"clientId":"c","secret":1234567890123,"description":"","metadata":{},"createdAt":"x"}"#;
+        let err = decode::<crate::identity::CreatedUserApiToken>(body).unwrap_err();
+        assert!(
+            matches!(&err, IdentityError::Decode(m) if m.starts_with("Data error at line 1")),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("1234567890123"), "{err}");
+        let err = decode::<crate::identity::CreatedUserApiToken>(br#"{"secret": "s3cr3t-value""#)
+            .unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t-value"), "{err}");
     }
 
     #[test]
