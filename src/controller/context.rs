@@ -75,7 +75,7 @@ impl Context {
     }
 
     /// Records that `object` holds a live token of `labels` (None: it no longer does), and
-    /// refreshes the tokens_managed gauge of the affected (kind, environment) pairs.
+    /// moves the tokens_managed gauge of the affected (kind, environment) pairs.
     pub fn track_managed(&self, object: &str, labels: Option<ManagedLabels>) {
         let Ok(mut managed) = self.managed.lock() else {
             return;
@@ -84,9 +84,14 @@ impl Context {
             Some(l) => managed.insert(object.to_string(), l.clone()),
             None => managed.remove(object),
         };
-        for l in previous.iter().chain(labels.iter()) {
-            let n = managed.values().filter(|v| *v == l).count();
-            self.metrics.tokens_managed.get_or_create(l).set(n as i64);
+        if previous == labels {
+            return;
+        }
+        if let Some(p) = previous {
+            self.metrics.tokens_managed.get_or_create(&p).dec();
+        }
+        if let Some(l) = labels {
+            self.metrics.tokens_managed.get_or_create(&l).inc();
         }
     }
 

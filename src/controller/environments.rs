@@ -12,47 +12,75 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::environment::client_for;
+use super::environment::{client_for, environment_key};
 use super::reconcile::FIELD_MANAGER;
 use super::{Context, Error, conditions};
 use crate::api::{
-    ClusterFronteggEnvironment, EnvironmentConnection, EnvironmentStatus, FronteggEnvironment,
+    ClusterFronteggEnvironment, EnvironmentConnection, EnvironmentKind, EnvironmentRef,
+    EnvironmentStatus, FronteggEnvironment,
 };
+
+/// What the health check needs from either environment kind.
+trait Environment:
+    Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    const KIND: EnvironmentKind;
+    fn connection(&self) -> &EnvironmentConnection;
+    fn health(&self) -> Option<&EnvironmentStatus>;
+    /// Where the credentials Secret is read from.
+    fn secret_namespace(&self, ctx: &Context) -> String;
+    /// The API to write this object's status through.
+    fn status_api(&self, client: kube::Client) -> Api<Self>;
+}
+
+impl Environment for FronteggEnvironment {
+    const KIND: EnvironmentKind = EnvironmentKind::FronteggEnvironment;
+    fn connection(&self) -> &EnvironmentConnection {
+        &self.spec.connection
+    }
+    fn health(&self) -> Option<&EnvironmentStatus> {
+        self.status.as_ref()
+    }
+    fn secret_namespace(&self, _: &Context) -> String {
+        self.namespace().unwrap_or_default()
+    }
+    fn status_api(&self, client: kube::Client) -> Api<Self> {
+        Api::namespaced(client, &self.namespace().unwrap_or_default())
+    }
+}
+
+impl Environment for ClusterFronteggEnvironment {
+    const KIND: EnvironmentKind = EnvironmentKind::ClusterFronteggEnvironment;
+    fn connection(&self) -> &EnvironmentConnection {
+        &self.spec.connection
+    }
+    fn health(&self) -> Option<&EnvironmentStatus> {
+        self.status.as_ref()
+    }
+    fn secret_namespace(&self, ctx: &Context) -> String {
+        ctx.config.operator_namespace.clone()
+    }
+    fn status_api(&self, client: kube::Client) -> Api<Self> {
+        Api::all(client)
+    }
+}
 
 pub fn namespaced(
     ctx: Arc<Context>,
     ns: Option<&str>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> (BoxFuture<'static, ()>, Store<FronteggEnvironment>) {
-    let api: Api<FronteggEnvironment> = match ns {
+    let api = match ns {
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
-    let controller = Controller::new(api, watcher::Config::default());
-    let store = controller.store();
-    let fut = controller
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |env: Arc<FronteggEnvironment>, ctx: Arc<Context>| async move {
-                let ns = env.namespace().unwrap_or_default();
-                let key = format!("FronteggEnvironment/{ns}/{}", env.name_any());
-                let api: Api<FronteggEnvironment> = Api::namespaced(ctx.client.clone(), &ns);
-                check(
-                    &*env,
-                    &ctx,
-                    &api,
-                    &key,
-                    &env.spec.connection,
-                    &ns,
-                    env.status.as_ref(),
-                )
-                .await
-            },
-            |_, _, ctx| Action::requeue(ctx.config.environment_retry),
-            ctx,
-        )
-        .for_each(|_| async {});
-    (Box::pin(fut), store)
+    run(ctx, api, watcher::Config::default(), shutdown)
 }
 
 pub fn cluster(
@@ -64,29 +92,21 @@ pub fn cluster(
     if let Some(sel) = &selector {
         cfg = cfg.labels(sel);
     }
-    let controller = Controller::new(
-        Api::<ClusterFronteggEnvironment>::all(ctx.client.clone()),
-        cfg,
-    );
+    run(ctx.clone(), Api::all(ctx.client.clone()), cfg, shutdown)
+}
+
+fn run<E: Environment>(
+    ctx: Arc<Context>,
+    api: Api<E>,
+    cfg: watcher::Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> (BoxFuture<'static, ()>, Store<E>) {
+    let controller = Controller::new(api, cfg);
     let store = controller.store();
     let fut = controller
         .graceful_shutdown_on(shutdown)
         .run(
-            |env: Arc<ClusterFronteggEnvironment>, ctx: Arc<Context>| async move {
-                let key = format!("ClusterFronteggEnvironment/{}", env.name_any());
-                let ns = ctx.config.operator_namespace.clone();
-                let api: Api<ClusterFronteggEnvironment> = Api::all(ctx.client.clone());
-                check(
-                    &*env,
-                    &ctx,
-                    &api,
-                    &key,
-                    &env.spec.connection,
-                    &ns,
-                    env.status.as_ref(),
-                )
-                .await
-            },
+            |env: Arc<E>, ctx: Arc<Context>| async move { check(&*env, &ctx).await },
             |_, _, ctx| Action::requeue(ctx.config.environment_retry),
             ctx,
         )
@@ -94,23 +114,19 @@ pub fn cluster(
     (Box::pin(fut), store)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn check<E>(
-    env: &E,
-    ctx: &Context,
-    api: &Api<E>,
-    key: &str,
-    conn: &EnvironmentConnection,
-    secret_ns: &str,
-    current: Option<&EnvironmentStatus>,
-) -> Result<Action, Error>
-where
-    E: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let result = match client_for(ctx, key, conn, secret_ns).await {
+async fn check<E: Environment>(env: &E, ctx: &Context) -> Result<Action, Error> {
+    let env_ref = EnvironmentRef {
+        kind: E::KIND,
+        name: env.name_any(),
+    };
+    // The same key token reconciles use, so both share one client per environment.
+    let key = environment_key(&env_ref, &env.namespace().unwrap_or_default());
+    let conn = env.connection();
+    let result = match client_for(ctx, &key, conn, &env.secret_namespace(ctx)).await {
         Ok(client) => client.check_credentials().await.map_err(Error::from),
         Err(e) => Err(e),
     };
+    let current = env.health();
     let mut status = current.cloned().unwrap_or_default();
     let generation = env.meta().generation;
     match &result {
@@ -136,12 +152,13 @@ where
     if Some(&status) != current {
         let patch =
             json!({ "apiVersion": E::api_version(&()), "kind": E::kind(&()), "status": status });
-        api.patch_status(
-            &env.meta().name.clone().unwrap_or_default(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        env.status_api(ctx.client.clone())
+            .patch_status(
+                &env.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
     }
     Ok(Action::requeue(if result.is_ok() {
         ctx.config.resync
