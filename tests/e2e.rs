@@ -15,6 +15,12 @@ fn example(file: &str) -> String {
     std::fs::read_to_string(format!("{REPO}/examples/{file}")).expect("example")
 }
 
+/// Applies an example, waits for Ready=True and returns the issued token id.
+async fn issue_example(env: &TestEnv, file: &str, plural: &str, name: &str) -> String {
+    env.apply(&example(file)).await;
+    ready_token_id(&env.wait_ready(plural, name, "True", None).await)
+}
+
 fn ready_token_id(obj: &Value) -> String {
     obj["status"]["current"]["id"]
         .as_str()
@@ -382,11 +388,7 @@ async fn fixing_environment_credentials_recovers_tokens() {
 #[tokio::test]
 async fn remote_deletion_and_secret_deletion_are_repaired() {
     let env = TestEnv::start("drift").await;
-    env.apply(&example("user-api-token.yaml")).await;
-    let first = ready_token_id(
-        &env.wait_ready("userapitokens", "ci-bot", "True", None)
-            .await,
-    );
+    let first = issue_example(&env, "user-api-token.yaml", "userapitokens", "ci-bot").await;
 
     // Deleted behind our back in Frontegg: recreated at the next drift check.
     env.fake.delete_token(&first).await;
@@ -437,11 +439,13 @@ async fn remote_deletion_and_secret_deletion_are_repaired() {
 #[tokio::test]
 async fn tenant_api_token_changes_are_patched_in_place() {
     let env = TestEnv::start("patch").await;
-    env.apply(&example("tenant-api-token.yaml")).await;
-    let id = ready_token_id(
-        &env.wait_ready("tenantapitokens", "billing-service", "True", None)
-            .await,
-    );
+    let id = issue_example(
+        &env,
+        "tenant-api-token.yaml",
+        "tenantapitokens",
+        "billing-service",
+    )
+    .await;
     let before = secret_data(&env.secret("billing-service").await.expect("secret"));
     let api = dynamic_api(&env.client, Some(&env.ns), "tenantapitokens");
     api.patch(
@@ -551,11 +555,13 @@ async fn versions(env: &TestEnv) -> Vec<String> {
 #[tokio::test]
 async fn revocation_failure_explains_itself_and_orphan_unblocks_deletion() {
     let env = TestEnv::start("revoke").await;
-    env.apply(&example("tenant-access-token.yaml")).await;
-    let id = ready_token_id(
-        &env.wait_ready("tenantaccesstokens", "reporting", "True", None)
-            .await,
-    );
+    let id = issue_example(
+        &env,
+        "tenant-access-token.yaml",
+        "tenantaccesstokens",
+        "reporting",
+    )
+    .await;
     // Credentials break, then the resource is deleted: revocation cannot succeed.
     env.apply(
         &json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"frontegg-credentials"},
@@ -652,11 +658,13 @@ async fn transient_frontegg_failures_back_off_and_recover() {
 #[tokio::test]
 async fn a_lost_status_adopts_the_token_in_the_secret_instead_of_issuing_another() {
     let env = TestEnv::start("adopt").await;
-    env.apply(&example("user-access-token.yaml")).await;
-    let id = ready_token_id(
-        &env.wait_ready("useraccesstokens", "support-agent", "True", None)
-            .await,
-    );
+    let id = issue_example(
+        &env,
+        "user-access-token.yaml",
+        "useraccesstokens",
+        "support-agent",
+    )
+    .await;
     let before = secret_data(&env.secret("support-agent").await.expect("secret"));
     // What a crash between the Secret write and the status write leaves behind.
     let api = dynamic_api(&env.client, Some(&env.ns), "useraccesstokens");
