@@ -26,7 +26,7 @@ crds: ## regenerate crds/ from the Rust types
 
 lint: ## formatting and clippy gates
 	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --all-features -- -D warnings
 
 test: tools lint ## every gate and test: fmt, clippy, unit, CRD drift, client, conformance, e2e
 	hack/test

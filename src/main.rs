@@ -1,3 +1,15 @@
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unchecked_time_subtraction
+    )
+)]
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -76,9 +88,13 @@ struct RunArgs {
     /// Default Frontegg burst per environment.
     #[arg(long, env = "FRONTEGG_BURST", default_value_t = 20)]
     burst: u32,
-    /// Timeout of one Frontegg request.
-    #[arg(long, env = "FRONTEGG_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    /// Deadline of one Frontegg request, body included.
+    #[arg(long, env = "FRONTEGG_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
+    /// At most one remote create per token resource per this interval, whatever triggers it
+    /// (rotation, repair, a spec change). 0s turns the guard off.
+    #[arg(long, env = "MIN_REISSUE_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    min_reissue_interval: Duration,
     /// Only serve ClusterFronteggEnvironments matching this label selector.
     #[arg(long, env = "CLUSTER_ENVIRONMENT_SELECTOR")]
     cluster_environment_selector: Option<String>,
@@ -174,6 +190,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         qps: args.qps,
         burst: args.burst,
         request_timeout: args.request_timeout,
+        min_reissue_interval: args.min_reissue_interval,
     };
     let ctx = Arc::new(controller::Context::new(
         client.clone(),

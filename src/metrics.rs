@@ -66,6 +66,7 @@ pub struct Metrics {
     pub revocations: Family<KindLabels, Counter>,
     pub orphaned: Family<KindLabels, Counter>,
     pub pending_revocations: Family<TokenLabels, Gauge>,
+    pub reconcile_panics: Family<KindLabels, Counter>,
     registry: Registry,
 }
 
@@ -86,6 +87,7 @@ impl Metrics {
             revocations: Family::default(),
             orphaned: Family::default(),
             pending_revocations: Family::default(),
+            reconcile_panics: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -148,6 +150,11 @@ impl Metrics {
             "pending_revocations",
             "Superseded tokens still awaiting revocation",
             m.pending_revocations.clone(),
+        );
+        registry.register(
+            "reconcile_panics",
+            "Reconciles that panicked (an operator bug), caught and reported as InternalError",
+            m.reconcile_panics.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -236,7 +236,8 @@ async fn rate_limit_reset_is_honoured() {
         "no call before the reset"
     );
 
-    // A reset beyond the inline wait is surfaced so the caller can requeue.
+    // A reset beyond the inline wait is surfaced so the caller can requeue, and while it
+    // lasts no caller sends anything.
     fake.set_faults(
         json!({"rateLimitNext": 1, "rateLimitResetSecs": 120, "pathPrefix": "/identity"}),
     )
@@ -245,27 +246,58 @@ async fn rate_limit_reset_is_honoured() {
     assert!(
         matches!(err, IdentityError::RateLimited { reset } if reset > Timestamp::now() + Duration::from_secs(100))
     );
+    let calls = fake.identity_calls().await;
+    let started = Instant::now();
+    let err = c.list::<UserAccessTokens>(&user()).await.unwrap_err();
+    assert!(matches!(err, IdentityError::RateLimited { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(1), "no wait in place");
+    assert_eq!(fake.identity_calls().await, calls, "the gate held the call back");
 }
 
 #[tokio::test]
-async fn server_errors_are_retried_with_backoff() {
+async fn server_errors_are_retried_with_backoff_but_creates_never_twice() {
     let fake = Fake::start(&[]).await;
     let c = client(&fake, &fake.secret, fast());
     c.check_credentials().await.unwrap();
     fake.set_faults(json!({"errorNext": 2, "pathPrefix": "/identity"}))
         .await;
-    c.create::<TenantAccessTokens>(&tenant(), &CreateTenantAccessToken::default())
+    c.list::<TenantAccessTokens>(&tenant()).await.unwrap();
+    assert_eq!(
+        fake.calls("GET /identity/resources/tenants/access-tokens/v1")
+            .await,
+        3,
+        "an idempotent list is retried"
+    );
+
+    // A create that reached the server may have been committed: sending it again could
+    // make a second token, so it fails after one call.
+    fake.set_faults(json!({"errorNext": 1, "pathPrefix": "/identity"}))
+        .await;
+    let err = c
+        .create::<TenantAccessTokens>(&tenant(), &CreateTenantAccessToken::default())
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(matches!(err, IdentityError::Transient(_)), "{err:?}");
     assert_eq!(
         fake.calls("POST /identity/resources/tenants/access-tokens/v1")
             .await,
-        3
+        1
     );
-    assert_eq!(fake.tokens().await.len(), 1);
 
+    // The failure paused the environment: calls fail at once, without a request, until the
+    // cooldown has passed and a probe succeeds.
+    let before = fake.identity_calls().await;
+    let err = c.list::<TenantAccessTokens>(&tenant()).await.unwrap_err();
+    assert_eq!(err.reason(), "FronteggUnavailable");
+    assert!(matches!(err, IdentityError::Unavailable(_)), "{err:?}");
+    assert_eq!(fake.identity_calls().await, before, "no request while paused");
+    c.check_credentials().await.unwrap();
+    c.list::<TenantAccessTokens>(&tenant()).await.unwrap();
+
+    let c = client(&fake, &fake.secret, fast());
     fake.set_faults(json!({"errorRate": 1.0, "pathPrefix": "/identity"}))
         .await;
+    fake.reset_stats().await;
     let err = c.list::<TenantAccessTokens>(&tenant()).await.unwrap_err();
     assert!(matches!(err, IdentityError::Transient(_)), "{err:?}");
     // One try plus max_retries.
@@ -277,25 +309,42 @@ async fn server_errors_are_retried_with_backoff() {
 }
 
 #[tokio::test]
-async fn hung_requests_time_out_and_are_retried() {
+async fn hung_requests_time_out_once_and_pause_the_environment() {
     let fake = Fake::start(&[]).await;
     let c = client(
         &fake,
         &fake.secret,
         ClientOptions {
             timeout: Duration::from_millis(300),
+            breaker_min_cooldown: Duration::from_millis(500),
             ..fast()
         },
     );
     c.check_credentials().await.unwrap();
     fake.set_faults(json!({"hangNext": 1, "pathPrefix": "/identity"}))
         .await;
+    let started = Instant::now();
+    let err = c.list::<UserApiTokens>(&user()).await.unwrap_err();
+    assert!(
+        matches!(&err, IdentityError::Transient(m) if m.contains("timed out")),
+        "{err:?}"
+    );
+    // A timeout is not retried in place: the worker is back after one deadline.
+    assert!(started.elapsed() < Duration::from_millis(900), "{:?}", started.elapsed());
+    assert!(c.is_paused());
+    assert!(matches!(
+        c.list::<UserApiTokens>(&user()).await.unwrap_err(),
+        IdentityError::Unavailable(_)
+    ));
+    // After the cooldown one request probes the host, and its success resumes everyone.
+    tokio::time::sleep(Duration::from_millis(600)).await;
     c.list::<UserApiTokens>(&user()).await.unwrap();
+    assert!(!c.is_paused());
     assert_eq!(
         fake.calls("GET /identity/resources/users/api-tokens/v1")
             .await,
         1,
-        "the hung call never completed"
+        "the probe (the fake counts a call when it answers, and the hung one never does)"
     );
 }
 
@@ -414,7 +463,7 @@ async fn fake_latency_qps_limit_and_429_rate_faults_behave() {
     );
     c.check_credentials().await.unwrap();
 
-    // Added latency beyond the client's timeout: a transient failure after the retries.
+    // Added latency beyond the client's timeout: a transient failure, not retried in place.
     fake.set_faults(json!({"latencyMs": 400, "pathPrefix": "/identity"}))
         .await;
     let err = c.list::<UserApiTokens>(&user()).await.unwrap_err();
@@ -442,4 +491,64 @@ async fn fake_latency_qps_limit_and_429_rate_faults_behave() {
     .await;
     let err = c.list::<UserApiTokens>(&user()).await.unwrap_err();
     assert!(matches!(err, IdentityError::RateLimited { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn hostile_answers_give_typed_errors_that_quote_nothing() {
+    let fake = Fake::start(&[]).await;
+    let options = || ClientOptions {
+        timeout: Duration::from_secs(2),
+        ..fast()
+    };
+    let create = |c: Arc<IdentityClient>| async move {
+        c.create::<UserApiTokens>(&user(), &CreateUserApiToken::default())
+            .await
+    };
+    for (fault, reason, detail) in [
+        (json!({"hugeBodyNext": 1}), "InvalidResponse", "larger than 1024 KiB"),
+        (json!({"garbageNext": 1}), "InvalidResponse", "not JSON"),
+        (json!({"wrongTypesNext": 1}), "InvalidResponse", "Data error"),
+        (json!({"slowDripNext": 1}), "FronteggUnavailable", "timed out"),
+        (json!({"dropAfterCommitNext": 1}), "FronteggUnavailable", "request failed"),
+    ] {
+        // A fresh client each time: the failures above pause the environment.
+        let c = client(&fake, &fake.secret, options());
+        c.check_credentials().await.unwrap();
+        let mut faults = fault.clone();
+        faults["pathPrefix"] = json!("/identity");
+        fake.set_faults(faults).await;
+        fake.reset_stats().await;
+        let started = Instant::now();
+        let err = create(c).await.unwrap_err();
+        assert_eq!(err.reason(), reason, "{fault}: {err:?}");
+        assert!(err.to_string().contains(detail), "{fault}: {err}");
+        assert!(!err.to_string().contains("<html>"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(4), "{fault}: bounded by the deadline");
+        assert_eq!(
+            fake.calls("POST /identity/resources/users/api-tokens/v1").await,
+            1,
+            "{fault}: a create is sent once, whatever comes back"
+        );
+    }
+
+    // An absurd Retry-After is believed for at most 15 minutes, and nothing panics.
+    let c = client(&fake, &fake.secret, options());
+    fake.set_faults(json!({"rateLimitNext": 1, "rateLimitRetryAfter": "999999999999", "pathPrefix": "/identity"}))
+        .await;
+    let err = c.list::<UserApiTokens>(&user()).await.unwrap_err();
+    let IdentityError::RateLimited { reset } = err else {
+        panic!("{err:?}");
+    };
+    assert!(reset <= Timestamp::now() + Duration::from_secs(15 * 60));
+
+    // A vendor token that claims to live 1e19 seconds is trusted for a day at most.
+    fake.set_faults(json!({"vendorExpiresIn": 1e19})).await;
+    let c = client(&fake, &fake.secret, options());
+    c.list::<UserApiTokens>(&user()).await.unwrap();
+    fake.set_faults(json!({"vendorExpiresIn": -5.0})).await;
+    let c = client(&fake, &fake.secret, options());
+    assert_eq!(
+        c.list::<UserApiTokens>(&user()).await.unwrap_err().reason(),
+        "InvalidResponse"
+    );
 }

@@ -6,6 +6,7 @@
 //! `kubectl explain` and admission use is generated from these types (see `crds/`).
 
 mod environment;
+pub mod limits;
 mod token;
 
 pub use environment::*;

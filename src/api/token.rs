@@ -2,6 +2,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
+
+use super::limits;
 use serde::{Deserialize, Serialize};
 
 /// Which kind of environment a token uses.
@@ -48,7 +50,11 @@ pub struct SecretTemplate {
     /// tokens), token (access tokens), tokenId, expiresAt, baseUrl, tenantId, userId.
     /// Example: `.env: "CLIENT_ID={{ clientId }}\nCLIENT_SECRET={{ secret }}"` or
     /// `creds.json: "{{ {'id': clientId, 'secret': secret} | tojson }}"`.
+    /// Only `{{ }}` expressions, `if` and `for` are allowed, with the filters tojson, upper,
+    /// lower, trim, default, length, first, last, string and escape; at most 32 keys of 4 KiB,
+    /// each rendering to at most 64 KiB.
     #[serde(default)]
+    #[schemars(schema_with = "template_data_schema")]
     pub data: BTreeMap<String, String>,
 }
 
@@ -63,11 +69,13 @@ pub struct SecretTarget {
         validation = Rule::new("size(self) <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("secret.name must be a valid DNS-1123 subdomain name")
     )]
     pub name: Option<String>,
-    /// Labels added to the Secret.
+    /// Labels added to the Secret (valid Kubernetes label keys and values, at most 32).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "labels_schema")]
     pub labels: BTreeMap<String, String>,
-    /// Annotations added to the Secret.
+    /// Annotations added to the Secret (valid Kubernetes annotation keys, at most 32 of 4 KiB).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "annotations_schema")]
     pub annotations: BTreeMap<String, String>,
     /// Extra keys built from the credential.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,24 +95,31 @@ pub struct TokenCommonSpec {
         validation = Rule::new("self != ''").message("tenantId must not be empty"),
         validation = Rule::new("self == oldSelf").message("tenantId is immutable")
     )]
+    #[schemars(length(max = 256))]
     pub tenant_id: String,
-    /// Human readable description stored with the remote token.
+    /// Human readable description stored with the remote token (at most 1024 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub description: Option<String>,
-    /// Token lifetime in minutes. Absent (and no expiresIn) means the token never expires.
+    /// Token lifetime in minutes, 1 to 5256000 (ten years). Absent (and no expiresIn) means
+    /// the token never expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 5256000))]
     pub expires_in_minutes: Option<u64>,
-    /// Token lifetime as a duration such as `720h` or `90m` (alternative to expiresInMinutes).
+    /// Token lifetime as a duration such as `720h` or `90m` (alternative to expiresInMinutes),
+    /// from 1m to 87600h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
     #[x_kube(
-        validation = Rule::new("self.matches('^([0-9]+(h|m|s))+$') && duration(self) >= duration('1m')").message("expiresIn must be a duration like 720h or 90m, at least 1m")
+        validation = Rule::new("self.matches('^([0-9]+(h|m|s))+$') && duration(self) >= duration('1m') && duration(self) <= duration('87600h')").message("expiresIn must be a duration like 720h or 90m, from 1m to 87600h")
     )]
     pub expires_in: Option<String>,
-    /// Rotate this long before expiry (e.g. `24h`). Defaults to a third of the lifetime.
+    /// Rotate this long before expiry (e.g. `24h`); shorter than the lifetime. Defaults to a
+    /// third of the lifetime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
     #[x_kube(
-        validation = Rule::new("self.matches('^([0-9]+(h|m|s))+$')").message("renewBefore must be a duration like 24h or 30m")
+        validation = Rule::new("self.matches('^([0-9]+(h|m|s))+$') && duration(self) <= duration('87600h')").message("renewBefore must be a duration like 24h or 30m, at most 87600h")
     )]
     pub renew_before: Option<String>,
     /// Where to write the credential.
@@ -216,6 +231,7 @@ pub struct TokenStatus {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!(has(self.expiresInMinutes) && has(self.expiresIn))").message("set at most one of expiresInMinutes and expiresIn"),
+    validation = Rule::new(RENEW_BEFORE_RULE).message(RENEW_BEFORE_MESSAGE),
     validation = Rule::new("!has(self.expiresInMinutes) || self.expiresInMinutes <= 5256000").message("expiresInMinutes must be between 1 and 5256000 for user API tokens"),
     validation = Rule::new("!has(self.expiresIn) || duration(self.expiresIn) <= duration('87600h')").message("expiresIn must be at most 87600h (5256000 minutes) for user API tokens"),
     validation = Rule::new("has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)").message("environmentRef is immutable")
@@ -228,6 +244,7 @@ pub struct UserApiTokenSpec {
         validation = Rule::new("self != ''").message("userId must not be empty"),
         validation = Rule::new("self == oldSelf").message("userId is immutable")
     )]
+    #[schemars(length(max = 256))]
     pub user_id: String,
     /// Extra claims encoded into JWTs issued for this token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -270,6 +287,7 @@ pub struct UserApiTokenSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!(has(self.expiresInMinutes) && has(self.expiresIn))").message("set at most one of expiresInMinutes and expiresIn"),
+    validation = Rule::new(RENEW_BEFORE_RULE).message(RENEW_BEFORE_MESSAGE),
     validation = Rule::new("has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)").message("environmentRef is immutable")
 )]
 pub struct UserAccessTokenSpec {
@@ -280,6 +298,7 @@ pub struct UserAccessTokenSpec {
         validation = Rule::new("self != ''").message("userId must not be empty"),
         validation = Rule::new("self == oldSelf").message("userId is immutable")
     )]
+    #[schemars(length(max = 256))]
     pub user_id: String,
 }
 
@@ -319,17 +338,20 @@ pub struct UserAccessTokenSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!(has(self.expiresInMinutes) && has(self.expiresIn))").message("set at most one of expiresInMinutes and expiresIn"),
+    validation = Rule::new(RENEW_BEFORE_RULE).message(RENEW_BEFORE_MESSAGE),
     validation = Rule::new("has(self.roleIds) != has(self.permissionIds)").message("set exactly one of roleIds and permissionIds"),
     validation = Rule::new("has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)").message("environmentRef is immutable")
 )]
 pub struct TenantApiTokenSpec {
     #[serde(flatten)]
     pub common: TokenCommonSpec,
-    /// Role IDs granted to the token (exclusive with permissionIds).
+    /// Role IDs granted to the token (exclusive with permissionIds), at most 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100), inner(length(max = 256)))]
     pub role_ids: Option<Vec<String>>,
-    /// Permission IDs granted to the token (exclusive with roleIds).
+    /// Permission IDs granted to the token (exclusive with roleIds), at most 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100), inner(length(max = 256)))]
     pub permission_ids: Option<Vec<String>>,
     /// Extra claims encoded into JWTs issued for this token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -372,14 +394,76 @@ pub struct TenantApiTokenSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!(has(self.expiresInMinutes) && has(self.expiresIn))").message("set at most one of expiresInMinutes and expiresIn"),
+    validation = Rule::new(RENEW_BEFORE_RULE).message(RENEW_BEFORE_MESSAGE),
     validation = Rule::new("has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)").message("environmentRef is immutable")
 )]
 pub struct TenantAccessTokenSpec {
     #[serde(flatten)]
     pub common: TokenCommonSpec,
-    /// Role IDs granted to the token.
+    /// Role IDs granted to the token, at most 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100), inner(length(max = 256)))]
     pub role_ids: Option<Vec<String>>,
+}
+
+/// `renewBefore` must leave part of the lifetime before renewal, or every pass would renew.
+const RENEW_BEFORE_RULE: &str = "!has(self.renewBefore) || ((!has(self.expiresIn) || duration(self.renewBefore) < duration(self.expiresIn)) && (!has(self.expiresInMinutes) || duration(self.renewBefore).getSeconds() < self.expiresInMinutes * 60))";
+const RENEW_BEFORE_MESSAGE: &str = "renewBefore must be shorter than the token lifetime";
+
+/// A string map whose keys and values admission checks with CEL and length limits.
+fn bounded_map(
+    description: &str,
+    key_rule: &str,
+    key_message: &str,
+    value_max: usize,
+    value_rule: Option<(&str, &str)>,
+) -> schemars::Schema {
+    let mut rules = vec![serde_json::json!({ "rule": key_rule, "message": key_message })];
+    if let Some((rule, message)) = value_rule {
+        rules.push(serde_json::json!({ "rule": rule, "message": message }));
+    }
+    schemars::json_schema!({
+        "type": "object",
+        "description": description,
+        "maxProperties": limits::MAX_ENTRIES,
+        "additionalProperties": { "type": "string", "maxLength": value_max },
+        "x-kubernetes-validations": rules,
+    })
+}
+
+fn template_data_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    bounded_map(
+        "Map of Secret key to a MiniJinja template.",
+        "self.all(k, size(k) <= 253 && k.matches('^[-._a-zA-Z0-9]+$') && k != '.' && !k.startsWith('..'))",
+        "template keys must be valid Secret keys: letters, digits, '-', '_' and '.'",
+        limits::MAX_TEMPLATE_SOURCE,
+        None,
+    )
+}
+
+const QUALIFIED_NAME_RULE: &str = "self.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))";
+
+fn labels_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    bounded_map(
+        "Labels added to the Secret.",
+        QUALIFIED_NAME_RULE,
+        "label keys must be valid Kubernetes label keys",
+        63,
+        Some((
+            "self.all(k, self[k].matches('^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$'))",
+            "label values must be valid Kubernetes label values",
+        )),
+    )
+}
+
+fn annotations_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    bounded_map(
+        "Annotations added to the Secret.",
+        QUALIFIED_NAME_RULE,
+        "annotation keys must be valid Kubernetes annotation keys",
+        limits::MAX_ANNOTATION_VALUE,
+        None,
+    )
 }
 
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

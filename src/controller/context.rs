@@ -6,6 +6,7 @@ use kube::runtime::events::Recorder;
 
 use super::drift::DriftCache;
 use super::environment::ClientRegistry;
+use super::throttle::IssueThrottle;
 use crate::api::EnvironmentRef;
 use crate::metrics::{ManagedLabels, Metrics};
 
@@ -25,6 +26,8 @@ pub struct Config {
     pub qps: u32,
     pub burst: u32,
     pub request_timeout: Duration,
+    /// At most one remote create per resource per this interval.
+    pub min_reissue_interval: Duration,
 }
 
 /// Everything a reconcile needs, shared by all controllers.
@@ -33,6 +36,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub clients: ClientRegistry,
     pub drift: DriftCache,
+    pub throttle: IssueThrottle,
     pub config: Config,
     pub metrics: Arc<Metrics>,
     failures: Mutex<HashMap<String, u32>>,
@@ -51,6 +55,7 @@ impl Context {
             recorder,
             clients: ClientRegistry::default(),
             drift: DriftCache::default(),
+            throttle: IssueThrottle::default(),
             config,
             metrics,
             failures: Mutex::default(),
@@ -69,9 +74,8 @@ impl Context {
                 *n
             })
             .unwrap_or(1);
-        let base = Duration::from_secs(1).saturating_mul(1 << (n - 1).min(9));
-        let jitter = 0.8 + rand::random::<f64>() * 0.4;
-        base.min(Duration::from_secs(300)).mul_f64(jitter)
+        let base = Duration::from_secs(1).saturating_mul(1u32 << n.saturating_sub(1).min(9));
+        base.min(Duration::from_secs(300)).mul_f64(jitter(0.8, 1.2))
     }
 
     /// Records that `object` holds a live token of `labels` (None: it no longer does), and
@@ -95,9 +99,22 @@ impl Context {
         }
     }
 
+    /// Forgets everything kept in memory about a deleted resource.
+    pub fn forget(&self, key: &str, uid: Option<&str>) {
+        self.reset_backoff(key);
+        if let Some(uid) = uid {
+            self.throttle.forget(uid);
+        }
+    }
+
     pub fn reset_backoff(&self, key: &str) {
         if let Ok(mut f) = self.failures.lock() {
             f.remove(key);
         }
     }
+}
+
+/// A random factor in `[low, high)`, to spread requeues that would otherwise line up.
+pub fn jitter(low: f64, high: f64) -> f64 {
+    rand::random_range(low..high)
 }

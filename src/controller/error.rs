@@ -34,6 +34,15 @@ pub enum Error {
     RevocationFailed { cause: Box<Error> },
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
+    #[error(
+        "a token was issued for this resource less than --min-reissue-interval ago; the next one waits for it"
+    )]
+    ReissueThrottled { wait: std::time::Duration },
+    #[error("the Secret would be refused by the API server: {0}")]
+    SecretRejected(String),
+    /// An operator bug (a panic, an impossible state): never the user's input.
+    #[error("internal error: {0}; this is a bug in the operator, please report it")]
+    Internal(String),
 }
 
 impl Error {
@@ -49,6 +58,9 @@ impl Error {
             Error::Identity(e) => e.reason(),
             Error::RevocationFailed { .. } => "RevocationFailed",
             Error::Kube(_) => "KubernetesError",
+            Error::ReissueThrottled { .. } => "ReissueThrottled",
+            Error::SecretRejected(_) => "InvalidSpec",
+            Error::Internal(_) => "InternalError",
         }
     }
 
@@ -57,7 +69,7 @@ impl Error {
     pub fn is_permanent(&self) -> bool {
         match self {
             Error::Identity(e) => !e.is_retryable(),
-            Error::Kube(_) => false,
+            Error::Kube(_) | Error::ReissueThrottled { .. } | Error::Internal(_) => false,
             Error::RevocationFailed { cause } => cause.is_permanent(),
             _ => true,
         }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::validate::{check_ids, check_metadata};
 use crate::api::{
     TenantAccessToken, TenantApiToken, TokenCommonSpec, TokenStatus, UserAccessToken, UserApiToken,
 };
@@ -57,6 +58,10 @@ pub trait TokenResource:
     fn patch_request(&self) -> Option<UpdateTenantApiToken> {
         None
     }
+    /// Bounds on the kind's own fields (ids, metadata), checked before any remote call.
+    fn check_kind_fields(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 impl TokenResource for UserApiToken {
@@ -81,6 +86,9 @@ impl TokenResource for UserApiToken {
     }
     fn kind_issue_fields(&self) -> Value {
         json!({ "description": self.spec.common.description, "metadata": self.spec.metadata })
+    }
+    fn check_kind_fields(&self) -> Result<(), String> {
+        check_metadata(self.spec.metadata.as_ref())
     }
 }
 
@@ -135,6 +143,11 @@ impl TokenResource for TenantApiToken {
             permission_ids: self.spec.permission_ids.clone(),
         })
     }
+    fn check_kind_fields(&self) -> Result<(), String> {
+        check_ids("roleIds", self.spec.role_ids.as_ref())?;
+        check_ids("permissionIds", self.spec.permission_ids.as_ref())?;
+        check_metadata(self.spec.metadata.as_ref())
+    }
 }
 
 impl TokenResource for TenantAccessToken {
@@ -156,5 +169,8 @@ impl TokenResource for TenantAccessToken {
     }
     fn kind_issue_fields(&self) -> Value {
         json!({ "description": self.spec.common.description, "roleIds": self.spec.role_ids })
+    }
+    fn check_kind_fields(&self) -> Result<(), String> {
+        check_ids("roleIds", self.spec.role_ids.as_ref())
     }
 }

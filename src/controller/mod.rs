@@ -10,12 +10,17 @@ mod kinds;
 mod plan;
 mod reconcile;
 mod secret;
+mod template;
+mod throttle;
+mod validate;
 
 pub use context::{Config, Context};
 pub use environment::parse_environment_ref;
 pub use error::Error;
 pub use kinds::{SecretLayout, TokenResource};
 pub use plan::{Desired, IssueReason, Plan, RemoteState, SecretState, plan};
+pub use secret::{Credential, SecretContext};
+pub use template::render as render_template;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -178,35 +178,10 @@ pub fn renewal_time(
     let expires: Timestamp = expires_at?.parse().ok()?;
     let issued: Timestamp = issued_at.parse().unwrap_or(expires);
     let lifetime = Duration::try_from(expires.duration_since(issued)).unwrap_or(Duration::ZERO);
-    let before = renew_before.unwrap_or(lifetime / 3).min(lifetime);
+    let before = renew_before
+        .unwrap_or_else(|| lifetime.checked_div(3).unwrap_or_default())
+        .min(lifetime);
     expires.checked_sub(before).ok()
-}
-
-/// Parses the CRD's duration format (`720h`, `1h30m`, `90s`), as admission already checked.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    let mut total = Duration::ZERO;
-    let mut digits = String::new();
-    for c in value.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("{value:?} is not a duration like 720h or 90m"))?;
-        digits.clear();
-        let unit = match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return Err(format!("{value:?} is not a duration like 720h or 90m")),
-        };
-        total += Duration::from_secs(n.saturating_mul(unit));
-    }
-    if !digits.is_empty() || value.is_empty() {
-        return Err(format!("{value:?} is not a duration like 720h or 90m"));
-    }
-    Ok(total)
 }
 
 /// Whole minutes for Frontegg's `expiresInMinutes`, rounding a partial minute up.
@@ -513,13 +488,7 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse_like_the_admission_rule() {
-        assert_eq!(parse_duration("720h"), Ok(Duration::from_secs(720 * 3600)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("1d").is_err());
+    fn lifetimes_round_up_to_whole_minutes() {
         assert_eq!(whole_minutes(Duration::from_secs(61)), 2);
         assert_eq!(whole_minutes(Duration::from_secs(3600)), 60);
     }

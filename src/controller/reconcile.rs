@@ -1,8 +1,11 @@
 //! The one token lifecycle, generic over the four kinds:
 //! dereference -> validate -> plan (pure) -> apply -> status.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures::FutureExt;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -11,19 +14,16 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::{Api, ResourceExt};
-use secrecy::SecretString;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::drift::GroupKey;
 use super::environment::{self, Resolved, effective_ref};
 use super::kinds::TokenResource;
 use super::plan::{self, Desired, IssueReason, Plan, RemoteState, SecretState};
 use super::secret::{self, Credential, SecretContext};
-use super::{Context, Error, conditions};
+use super::{Context, Error, conditions, context, validate};
 use crate::api::{
-    AttemptRecord, DeletionPolicy, FINALIZER, IssuedTokenRecord, PendingRevocation,
-    ROTATE_ANNOTATION, TokenStatus,
+    AttemptRecord, DeletionPolicy, FINALIZER, IssuedTokenRecord, PendingRevocation, TokenStatus,
 };
 use crate::identity::{IdentityError, Scope, TokenEndpoint};
 use crate::metrics::{ManagedLabels, Metrics, ReconcileLabels, TokenLabels};
@@ -33,7 +33,7 @@ pub const FIELD_MANAGER: &str = "frontegg-token-operator";
 pub async fn reconcile<K: TokenResource>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
+    let pipeline = finalizer(&api, FINALIZER, obj.clone(), |event| async {
         match event {
             FinalizerEvent::Apply(obj) => {
                 report(&*obj, &ctx, Phase::Apply, apply(&*obj, &ctx).await).await
@@ -42,15 +42,36 @@ pub async fn reconcile<K: TokenResource>(obj: Arc<K>, ctx: Arc<Context>) -> Resu
                 report(&*obj, &ctx, Phase::Cleanup, cleanup(&*obj, &ctx).await).await
             }
         }
-    })
-    .await
-    .map_err(|e| match e {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
-        finalizer::Error::UnnamedObject | finalizer::Error::InvalidFinalizer => {
-            Error::InvalidSpec("object has no name or an invalid finalizer".into())
-        }
     });
+    // A panic is an operator bug. Caught here, it fails this one object (Ready=False,
+    // InternalError) and the process goes on serving everyone else.
+    let result = match AssertUnwindSafe(pipeline).catch_unwind().await {
+        Ok(result) => result.map_err(|e| match e {
+            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+            finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => {
+                Error::Kube(e)
+            }
+            finalizer::Error::UnnamedObject | finalizer::Error::InvalidFinalizer => {
+                Error::Internal("the object has no name or an invalid finalizer".into())
+            }
+        }),
+        Err(_) => {
+            ctx.metrics
+                .reconcile_panics
+                .get_or_create(&Metrics::kind(K::KIND))
+                .inc();
+            tracing::error!(object = %object_key(&*obj), "reconcile panicked; reported as InternalError");
+            let phase = if obj.meta().deletion_timestamp.is_some() {
+                Phase::Cleanup
+            } else {
+                Phase::Apply
+            };
+            let err = Error::Internal("the reconcile panicked".into());
+            report(&*obj, &ctx, phase, Err(err))
+                .await
+                .and_then(|_| Err(Error::Internal("the reconcile panicked".into())))
+        }
+    };
     let outcome = match &result {
         Ok(_) => "success".to_string(),
         Err(e) => e.reason().to_string(),
@@ -70,12 +91,22 @@ pub async fn reconcile<K: TokenResource>(obj: Arc<K>, ctx: Arc<Context>) -> Resu
 }
 
 pub fn error_policy<K: TokenResource>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
-    if let Error::Identity(IdentityError::RateLimited { reset }) = err {
-        let wait =
-            Duration::try_from(reset.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO);
-        return Action::requeue(wait + Duration::from_millis(100));
+    match err {
+        Error::Identity(IdentityError::RateLimited { reset }) => {
+            let wait = Duration::try_from(reset.duration_since(Timestamp::now()))
+                .unwrap_or(Duration::ZERO);
+            Action::requeue(wait.saturating_add(Duration::from_millis(100)))
+        }
+        Error::ReissueThrottled { wait } => {
+            Action::requeue(wait.saturating_add(Duration::from_millis(100)))
+        }
+        // Our own client-side limits: the environment is healthy, only busy. Come back soon,
+        // spread out, without growing the per-resource backoff.
+        Error::Identity(IdentityError::Throttled(_)) => {
+            Action::requeue(Duration::from_secs(1).mul_f64(context::jitter(1.0, 3.0)))
+        }
+        _ => Action::requeue(ctx.next_backoff(&object_key(&*obj))),
     }
-    Action::requeue(ctx.next_backoff(&object_key(&*obj)))
 }
 
 fn object_key<K: TokenResource>(obj: &K) -> String {
@@ -188,62 +219,6 @@ async fn write_status<K: TokenResource>(
     Ok(())
 }
 
-/// Validation of the spec alone: everything that needs no cluster or remote read.
-pub fn desired_state<K: TokenResource>(obj: &K) -> Result<Desired, Error> {
-    let common = obj.common();
-    let expires_in_minutes = match (&common.expires_in_minutes, &common.expires_in) {
-        (Some(_), Some(_)) => {
-            return Err(Error::InvalidSpec(
-                "set at most one of expiresInMinutes and expiresIn".into(),
-            ));
-        }
-        (Some(m), None) => Some(*m),
-        (None, Some(d)) => Some(plan::whole_minutes(
-            plan::parse_duration(d).map_err(Error::InvalidSpec)?,
-        )),
-        (None, None) => None,
-    };
-    let renew_before = common
-        .renew_before
-        .as_deref()
-        .map(plan::parse_duration)
-        .transpose()
-        .map_err(Error::InvalidSpec)?;
-    // Templates are checked before any remote call, with a placeholder credential.
-    if let Some(template) = &common.secret.template {
-        let probe = Credential {
-            id: "probe".into(),
-            secret: SecretString::from("probe"),
-            expires_at: Some("probe".into()),
-        };
-        let ctx = SecretContext {
-            base_url: "probe",
-            tenant_id: "probe",
-            user_id: Some("probe"),
-        };
-        secret::render_template(&template.data, K::LAYOUT, &probe, &ctx)?;
-    }
-    let issue_fields = json!({
-        "expiresInMinutes": expires_in_minutes,
-        "kind": obj.kind_issue_fields(),
-    });
-    Ok(Desired {
-        secret_name: common.secret.name.clone().unwrap_or_else(|| obj.name_any()),
-        expires_in_minutes,
-        renew_before,
-        issued_spec_hash: digest(&issue_fields),
-        patched_spec_hash: obj
-            .patch_request()
-            .map(|p| digest(&serde_json::to_value(p).unwrap_or_default())),
-        rotation_request: obj.annotations().get(ROTATE_ANNOTATION).cloned(),
-    })
-}
-
-fn digest(value: &serde_json::Value) -> String {
-    let hash = Sha256::digest(value.to_string().as_bytes());
-    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
 fn scope<K: TokenResource>(obj: &K) -> Scope {
     Scope {
         tenant_id: obj.common().tenant_id.clone(),
@@ -252,8 +227,10 @@ fn scope<K: TokenResource>(obj: &K) -> Scope {
 }
 
 async fn apply<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Outcome, Error> {
+    #[cfg(feature = "test-hooks")]
+    test_hooks::panic_if_requested(obj);
     // Validate what needs no I/O first, then dereference.
-    let desired = desired_state(obj)?;
+    let desired = validate::desired_state(obj)?;
     let namespace = obj.namespace().unwrap_or_default();
     let common = obj.common();
     let env_ref = effective_ref(
@@ -319,6 +296,22 @@ async fn apply<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Outcome, Erro
     let mut events = Vec::new();
     match step {
         Plan::Issue { reason, revoke } => {
+            // The apiserver checks the Secret's shape (keys, labels, annotations, size) before
+            // a token exists that could not be written anywhere.
+            let probe = validate::probe_secret(obj, &desired, &secret_ctx)?;
+            dry_run_secret(&secrets, probe).await?;
+            let recorded = status
+                .current
+                .as_ref()
+                .and_then(|c| c.issued_at.parse::<Timestamp>().ok());
+            ctx.throttle
+                .try_acquire(
+                    obj.meta().uid.as_deref().unwrap_or_default(),
+                    recorded,
+                    now,
+                    ctx.config.min_reissue_interval,
+                )
+                .map_err(|wait| Error::ReissueThrottled { wait })?;
             let record = issue(
                 obj,
                 ctx,
@@ -368,7 +361,7 @@ async fn apply<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Outcome, Erro
         Plan::Patch => {
             let (Some(current), Some(body)) = (new_status.current.as_mut(), obj.patch_request())
             else {
-                return Err(Error::InvalidSpec(
+                return Err(Error::Internal(
                     "patch planned for a kind that cannot be patched".into(),
                 ));
             };
@@ -569,9 +562,11 @@ async fn write_secret(
         Some(_) => {
             let name = want.metadata.name.clone().unwrap_or_default();
             let mut patch = serde_json::to_value(&want)
-                .map_err(|e| Error::InvalidSpec(format!("cannot encode Secret: {e}")))?;
-            patch["apiVersion"] = json!("v1");
-            patch["kind"] = json!("Secret");
+                .map_err(|e| Error::Internal(format!("cannot encode the Secret: {e}")))?;
+            if let Some(map) = patch.as_object_mut() {
+                map.insert("apiVersion".into(), json!("v1"));
+                map.insert("kind".into(), json!("Secret"));
+            }
             secrets
                 .patch(
                     &name,
@@ -582,6 +577,31 @@ async fn write_secret(
         }
     }
     Ok(())
+}
+
+/// Server-side dry-run apply: the apiserver's own validation, with nothing stored.
+async fn dry_run_secret(secrets: &Api<Secret>, probe: Secret) -> Result<(), Error> {
+    let name = probe.metadata.name.clone().unwrap_or_default();
+    let mut patch = serde_json::to_value(&probe)
+        .map_err(|e| Error::Internal(format!("cannot encode the Secret: {e}")))?;
+    if let Some(map) = patch.as_object_mut() {
+        map.insert("apiVersion".into(), json!("v1"));
+        map.insert("kind".into(), json!("Secret"));
+    }
+    match secrets
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force().dry_run(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => Err(
+            Error::SecretRejected(status.message.chars().take(500).collect()),
+        ),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn delete_owned_secret<K: TokenResource>(obj: &K, secrets: &Api<Secret>, name: &str) {
@@ -730,6 +750,7 @@ async fn cleanup<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Outcome, Er
         name: obj.name_any(),
     };
     ctx.track_managed(&object_key(obj), None);
+    ctx.forget(&object_key(obj), obj.meta().uid.as_deref());
     ctx.metrics.token_expiry.remove(&labels);
     ctx.metrics.pending_revocations.remove(&labels);
     // The object is going away: nothing to write back, only Events.
@@ -762,5 +783,21 @@ async fn resolve_for_cleanup<K: TokenResource>(
                 .ok_or(e)
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+mod test_hooks {
+    use kube::ResourceExt;
+
+    /// Annotation that makes the next reconcile of the object panic (test builds only), to
+    /// prove that one panicking object fails alone.
+    pub const PANIC_ANNOTATION: &str = "tokens.frontegg-operator.io/test-panic";
+
+    #[allow(clippy::panic)]
+    pub fn panic_if_requested<K: super::TokenResource>(obj: &K) {
+        if obj.annotations().contains_key(PANIC_ANNOTATION) {
+            panic!("test hook: a panic was requested by annotation");
+        }
     }
 }

@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::Error;
 use super::kinds::{SecretLayout, TokenResource};
+use super::{Error, template};
 use crate::api::{KIND_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 /// A credential as stored in a Secret. The secret value stays wrapped until serialized.
@@ -64,47 +64,6 @@ pub fn read_credential(secret: &Secret, layout: SecretLayout) -> Option<Credenti
     })
 }
 
-/// Renders the template keys, failing on unknown variables so typos surface as InvalidSpec.
-pub fn render_template(
-    templates: &BTreeMap<String, String>,
-    layout: SecretLayout,
-    cred: &Credential,
-    ctx: &SecretContext<'_>,
-) -> Result<BTreeMap<String, String>, Error> {
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    let mut vars = BTreeMap::new();
-    vars.insert("tokenId", cred.id.as_str());
-    vars.insert("baseUrl", ctx.base_url);
-    vars.insert("tenantId", ctx.tenant_id);
-    if let Some(user) = ctx.user_id {
-        vars.insert("userId", user);
-    }
-    if let Some(expires) = &cred.expires_at {
-        vars.insert("expiresAt", expires.as_str());
-    }
-    match layout {
-        SecretLayout::ClientCredentials => {
-            vars.insert("clientId", cred.id.as_str());
-            vars.insert("secret", cred.secret.expose_secret());
-        }
-        SecretLayout::AccessToken => {
-            vars.insert("token", cred.secret.expose_secret());
-        }
-    }
-    templates
-        .iter()
-        .map(|(key, source)| {
-            // Error text names the key and the template problem, never the rendered values.
-            env.render_str(source, &vars)
-                .map(|v| (key.clone(), v))
-                .map_err(|e| {
-                    Error::InvalidSpec(format!("spec.secret.template.data[{key}]: {}", e.kind()))
-                })
-        })
-        .collect()
-}
-
 /// The complete desired Secret for `obj` holding `cred`.
 pub fn desired_secret<K: TokenResource>(
     obj: &K,
@@ -115,7 +74,7 @@ pub fn desired_secret<K: TokenResource>(
     let target = &obj.common().secret;
     let mut data: BTreeMap<String, String> = BTreeMap::new();
     if let Some(template) = &target.template {
-        data.extend(render_template(&template.data, K::LAYOUT, cred, ctx)?);
+        data.extend(template::render(&template.data, K::LAYOUT, cred, ctx)?);
     }
     // Fixed keys win over template keys of the same name.
     match K::LAYOUT {

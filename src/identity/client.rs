@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 use super::endpoints::{
     IssuedToken, RemoteToken, TenantApiTokens, TokenEndpoint, UpdateTenantApiToken,
@@ -26,17 +26,31 @@ pub struct EnvironmentConfig {
     pub environment_id: Option<String>,
 }
 
-/// Tuning knobs; the defaults suit production.
+/// Tuning knobs; the defaults suit production. Every wait a caller can see is bounded by one
+/// of them, because a reconcile worker held by one environment is a worker other tenants lack.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
+    /// Deadline of one exchange, from connecting until the last byte of the body.
     pub timeout: Duration,
-    /// Retries of transient failures (5xx, timeouts, connection errors).
+    pub connect_timeout: Duration,
+    /// Larger response bodies are refused (Frontegg's answers are a few KiB).
+    pub max_body_bytes: usize,
+    /// Retries of transient failures of idempotent requests (not creates, not timeouts).
     pub max_retries: usize,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
-    /// A 429 whose reset is at most this far away is waited out in place; a later one is
-    /// returned as `RateLimited` so the caller can requeue instead of holding a worker.
-    pub max_inline_rate_limit_wait: Duration,
+    /// The longest a caller waits in place: for the rate limiter, a 429 reset, a slot among
+    /// the in-flight requests, or another caller's authentication. Longer waits are returned
+    /// as `RateLimited` or `Throttled` so the caller can requeue instead of holding a worker.
+    pub max_inline_wait: Duration,
+    /// Requests in flight to this environment at once.
+    pub max_in_flight: usize,
+    /// A 429's reset time is believed up to this far ahead.
+    pub max_rate_limit_wait: Duration,
+    /// After a failure the environment is paused this long, doubling up to the maximum; one
+    /// request then probes it.
+    pub breaker_min_cooldown: Duration,
+    pub breaker_max_cooldown: Duration,
     pub qps: NonZeroU32,
     pub burst: NonZeroU32,
     /// How long a failed vendor authentication is remembered, so a bad credential costs one
@@ -47,17 +61,28 @@ pub struct ClientOptions {
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
-            timeout: Duration::from_secs(15),
-            max_retries: 4,
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            max_body_bytes: 1 << 20,
+            max_retries: 2,
             min_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(10),
-            max_inline_rate_limit_wait: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(1),
+            max_inline_wait: Duration::from_secs(2),
+            max_in_flight: 4,
+            max_rate_limit_wait: Duration::from_secs(15 * 60),
+            breaker_min_cooldown: Duration::from_secs(2),
+            breaker_max_cooldown: Duration::from_secs(30),
             qps: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
             burst: NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN),
             auth_failure_ttl: Duration::from_secs(30),
         }
     }
 }
+
+/// Vendor tokens are trusted for at least this long (a zero lifetime would mean one
+/// authentication per call) and at most this long (a lifetime of 1e19 s must not overflow).
+const MIN_VENDOR_TOKEN_LIFETIME: Duration = Duration::from_secs(10);
+const MAX_VENDOR_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// Who the token belongs to: the `frontegg-tenant-id` and `frontegg-user-id` headers.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -103,8 +128,68 @@ struct ErrorBody {
     errors: Vec<serde_json::Value>,
 }
 
+/// Pauses an environment that is failing, so its tokens fail fast instead of each waiting out
+/// a dead or hostile host. Closed: requests pass. Open: requests fail at once until
+/// `open_until`; then the first request through is the probe, and the others keep failing
+/// until it answers (or its own deadline passes).
+struct Breaker {
+    state: SyncMutex<BreakerState>,
+}
+
+#[derive(Default)]
+struct BreakerState {
+    open_until: Option<Instant>,
+    cooldown: Duration,
+}
+
+impl Breaker {
+    fn admit(&self, probe_window: Duration) -> Result<(), IdentityError> {
+        let Ok(mut state) = self.state.lock() else {
+            return Err(unavailable());
+        };
+        let Some(until) = state.open_until else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if now < until {
+            return Err(unavailable());
+        }
+        // Half-open: this caller probes; everyone else waits for its answer.
+        state.open_until = now.checked_add(probe_window);
+        Ok(())
+    }
+
+    fn is_open(&self) -> bool {
+        self.state.lock().map_or(true, |s| s.open_until.is_some())
+    }
+
+    fn succeeded(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            *state = BreakerState::default();
+        }
+    }
+
+    fn failed(&self, min: Duration, max: Duration) {
+        if let Ok(mut state) = self.state.lock() {
+            state.cooldown = if state.open_until.is_some() {
+                state.cooldown.saturating_mul(2).clamp(min, max)
+            } else {
+                min
+            };
+            state.open_until = Instant::now().checked_add(state.cooldown);
+        }
+    }
+}
+
+fn unavailable() -> IdentityError {
+    IdentityError::Unavailable(
+        "recent requests failed; calls are paused until Frontegg answers again".into(),
+    )
+}
+
 /// A client for one Frontegg environment. Share one per environment: it owns the vendor token
-/// cache, the rate limiter and the 429 gate that every reconcile using the environment obeys.
+/// cache, the rate limiter, the 429 gate, the in-flight limit and the breaker that every
+/// reconcile using the environment obeys.
 pub struct IdentityClient {
     http: reqwest::Client,
     env: EnvironmentConfig,
@@ -113,6 +198,8 @@ pub struct IdentityClient {
     limiter: DefaultDirectRateLimiter,
     /// Frontegg said "no calls before this" (429); every caller waits for it.
     rate_gate: SyncMutex<Option<Timestamp>>,
+    in_flight: Semaphore,
+    breaker: Breaker,
     observer: Option<Arc<dyn RequestObserver>>,
 }
 
@@ -125,6 +212,32 @@ impl std::fmt::Debug for IdentityClient {
     }
 }
 
+/// A response that arrived whole: status, content type and a body no larger than the cap.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+}
+
+/// Why one exchange failed, as far as retrying is concerned.
+struct Failure {
+    error: IdentityError,
+    /// The request never left this process (no connection): safe to retry even a create.
+    not_sent: bool,
+    /// The deadline passed: the host is slow or dead; waiting again would hold the worker.
+    timed_out: bool,
+}
+
+impl From<IdentityError> for Failure {
+    fn from(error: IdentityError) -> Self {
+        Failure {
+            error,
+            not_sent: false,
+            timed_out: false,
+        }
+    }
+}
+
 impl IdentityClient {
     pub fn new(
         env: EnvironmentConfig,
@@ -133,7 +246,9 @@ impl IdentityClient {
     ) -> Result<Self, IdentityError> {
         let http = reqwest::Client::builder()
             .timeout(options.timeout)
-            .connect_timeout(options.timeout)
+            .connect_timeout(options.connect_timeout.min(options.timeout))
+            // A hostile base URL must not bounce requests (and the bearer token) elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!(
                 "frontegg-token-operator/",
                 env!("CARGO_PKG_VERSION")
@@ -145,10 +260,14 @@ impl IdentityClient {
         Ok(IdentityClient {
             http,
             env,
+            in_flight: Semaphore::new(options.max_in_flight.max(1)),
             options,
             vendor_token: Mutex::new(None),
             limiter,
             rate_gate: SyncMutex::new(None),
+            breaker: Breaker {
+                state: SyncMutex::default(),
+            },
             observer,
         })
     }
@@ -157,8 +276,20 @@ impl IdentityClient {
         &self.env.base_url
     }
 
+    /// Whether recent failures paused this environment.
+    pub fn is_paused(&self) -> bool {
+        self.breaker.is_open()
+    }
+
     /// Authenticates (or reuses the cached vendor token): used to report environment health.
+    /// While the environment is paused this is the probe that resumes it: a fresh
+    /// authentication that bypasses the pause.
     pub async fn check_credentials(&self) -> Result<(), IdentityError> {
+        if self.breaker.is_open() {
+            let mut cached = self.lock_vendor_token().await?;
+            let result = self.authenticate(true).await;
+            return self.store_vendor_token(&mut cached, result).map(|_| ());
+        }
         self.bearer().await.map(|_| ())
     }
 
@@ -167,20 +298,20 @@ impl IdentityClient {
         scope: &Scope,
         body: &E::Create,
     ) -> Result<IssuedToken, IdentityError> {
-        let bytes = self
+        let answer = self
             .request::<E, _>(Method::POST, E::CREATE_PATH.to_string(), scope, Some(body))
             .await?;
-        decode::<E::Created>(&bytes).map(Into::into)
+        decode_answer::<E::Created>(&answer).map(Into::into)
     }
 
     pub async fn list<E: TokenEndpoint>(
         &self,
         scope: &Scope,
     ) -> Result<Vec<RemoteToken>, IdentityError> {
-        let bytes = self
+        let answer = self
             .request::<E, ()>(Method::GET, E::COLLECTION_PATH.to_string(), scope, None)
             .await?;
-        decode::<E::Listed>(&bytes).map(E::remote_tokens)
+        decode_answer::<E::Listed>(&answer).map(E::remote_tokens)
     }
 
     pub async fn delete<E: TokenEndpoint>(
@@ -206,10 +337,10 @@ impl IdentityClient {
             TenantApiTokens::COLLECTION_PATH,
             encode_path_segment(id)
         );
-        let bytes = self
+        let answer = self
             .request::<TenantApiTokens, _>(Method::PATCH, path, scope, Some(body))
             .await?;
-        decode::<super::endpoints::ListedTenantApiToken>(&bytes).map(Into::into)
+        decode_answer::<super::endpoints::ListedTenantApiToken>(&answer).map(Into::into)
     }
 
     async fn request<E: TokenEndpoint, B: Serialize + ?Sized>(
@@ -218,7 +349,7 @@ impl IdentityClient {
         path: String,
         scope: &Scope,
         body: Option<&B>,
-    ) -> Result<bytes::Bytes, IdentityError> {
+    ) -> Result<Answer, IdentityError> {
         if E::USER_SCOPED && scope.user_id.is_none() {
             return Err(IdentityError::Invalid {
                 messages: vec![format!("{} needs a user id", E::NAME)],
@@ -226,9 +357,12 @@ impl IdentityClient {
         }
         let url = format!("{}/identity{}", self.env.base_url, path);
         let endpoint = format!("{} {}", method, E::NAME);
+        // A create the server may have committed must not be sent again: that would be a
+        // second token. Only creates that never left this process, or met a 429, are retried.
+        let idempotent = method != Method::POST;
         let reauthenticated = std::sync::atomic::AtomicBool::new(false);
         let reauthenticated = &reauthenticated;
-        self.with_retries(&endpoint, || async {
+        self.with_retries(&endpoint, idempotent, false, || async {
             let bearer = self.bearer().await?;
             let mut req = self
                 .http
@@ -246,28 +380,31 @@ impl IdentityClient {
             }
             match self.send_once(&endpoint, req).await {
                 // A 401 means the vendor token expired or was revoked: refresh once, retry once.
-                Err(IdentityError::Unauthorized)
-                    if !reauthenticated.swap(true, std::sync::atomic::Ordering::Relaxed) =>
+                Err(f)
+                    if f.error == IdentityError::Unauthorized
+                        && !reauthenticated.swap(true, std::sync::atomic::Ordering::Relaxed) =>
                 {
                     self.invalidate(&bearer).await;
                     Err(Retry::Now)
                 }
-                other => other.map_err(Retry::from),
+                other => other.map_err(Retry::Fail),
             }
         })
         .await
     }
 
-    /// Runs `attempt` until it succeeds, fails permanently, or retries run out. Transient
-    /// failures back off exponentially with jitter; 429s wait for Frontegg's reset time.
+    /// Runs `attempt` until it succeeds, fails permanently, or the bounded retries and inline
+    /// waits run out. `probe` skips the breaker (the health check that may resume it).
     async fn with_retries<F, Fut>(
         &self,
         endpoint: &str,
+        idempotent: bool,
+        probe: bool,
         mut attempt: F,
-    ) -> Result<bytes::Bytes, IdentityError>
+    ) -> Result<Answer, IdentityError>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<bytes::Bytes, Retry>>,
+        Fut: std::future::Future<Output = Result<Answer, Retry>>,
     {
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(self.options.min_backoff)
@@ -275,76 +412,166 @@ impl IdentityClient {
             .with_max_times(self.options.max_retries)
             .with_jitter()
             .build();
-        let mut rate_limit_waits = 0;
+        let mut rate_limit_waits = 0usize;
         loop {
-            self.wait_for_turn().await;
-            match attempt().await {
-                Ok(bytes) => return Ok(bytes),
+            if !probe {
+                self.breaker.admit(self.options.timeout)?;
+            }
+            self.wait_for_turn().await?;
+            let failure = match attempt().await {
+                Ok(answer) => {
+                    self.breaker.succeeded();
+                    return Ok(answer);
+                }
                 Err(Retry::Now) => continue,
-                Err(Retry::Fail(IdentityError::RateLimited { reset })) => {
+                Err(Retry::Fail(f)) => f,
+            };
+            match failure.error {
+                IdentityError::RateLimited { reset } => {
+                    // Frontegg answered: it is up, only busy.
+                    self.breaker.succeeded();
                     self.close_gate(reset);
-                    let wait = duration_until(reset);
-                    rate_limit_waits += 1;
-                    if wait > self.options.max_inline_rate_limit_wait
+                    rate_limit_waits = rate_limit_waits.saturating_add(1);
+                    if duration_until(reset) > self.options.max_inline_wait
                         || rate_limit_waits > self.options.max_retries
                     {
                         return Err(IdentityError::RateLimited { reset });
                     }
-                    tracing::debug!(
-                        endpoint,
-                        ?wait,
-                        "rate limited by Frontegg; waiting for the reset"
-                    );
+                    tracing::debug!(endpoint, "rate limited by Frontegg; waiting for the reset");
                 }
-                Err(Retry::Fail(e)) if e.is_retryable() => match backoff.next() {
-                    Some(delay) => {
-                        tracing::debug!(endpoint, ?delay, error = %e, "transient failure; backing off");
-                        tokio::time::sleep(delay).await;
+                // Our own limits: nothing is wrong with the host, the caller requeues.
+                e @ IdentityError::Throttled(_) => return Err(e),
+                e if e.is_retryable() => {
+                    let retry = !failure.timed_out && (idempotent || failure.not_sent);
+                    match backoff.next().filter(|_| retry) {
+                        Some(delay) => {
+                            tracing::debug!(endpoint, ?delay, error = %e, "transient failure; backing off");
+                            tokio::time::sleep(delay).await;
+                        }
+                        None => {
+                            self.breaker.failed(
+                                self.options.breaker_min_cooldown,
+                                self.options.breaker_max_cooldown,
+                            );
+                            return Err(e);
+                        }
                     }
-                    None => return Err(e),
-                },
-                Err(Retry::Fail(e)) => return Err(e),
+                }
+                e => {
+                    // Any other answer (4xx, a body we refuse) still proves the host is up.
+                    self.breaker.succeeded();
+                    return Err(e);
+                }
             }
         }
     }
 
+    /// One exchange, with its own deadline covering the body, inside the in-flight limit.
     async fn send_once(
         &self,
         endpoint: &str,
         req: reqwest::RequestBuilder,
-    ) -> Result<bytes::Bytes, IdentityError> {
+    ) -> Result<Answer, Failure> {
+        let _permit = tokio::time::timeout(self.options.max_inline_wait, self.in_flight.acquire())
+            .await
+            .map_err(|_| {
+                Failure::from(throttled(
+                    "too many requests to this environment are in flight",
+                ))
+            })?
+            .map_err(|_| Failure::from(throttled("the client is shutting down")))?;
         let started = Instant::now();
-        let result = req.send().await;
-        let (status_label, outcome) = match result {
-            Err(e) => {
-                let label = if e.is_timeout() { "timeout" } else { "error" };
-                (
-                    label.to_string(),
-                    Err(IdentityError::Transient(describe_reqwest_error(&e))),
-                )
-            }
-            Ok(resp) => {
-                let status = resp.status();
-                let headers = resp.headers().clone();
-                let body = resp.bytes().await;
-                let outcome = match body {
-                    Err(e) => Err(IdentityError::Transient(describe_reqwest_error(&e))),
-                    Ok(body) if status.is_success() => Ok(body),
-                    Ok(body) => Err(classify(status, &headers, &body)),
-                };
-                (status.as_u16().to_string(), outcome)
-            }
+        let result = tokio::time::timeout(self.options.timeout, self.exchange(req)).await;
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Failure {
+                error: IdentityError::Transient(format!("timed out: {}", self.describe_target())),
+                not_sent: false,
+                timed_out: true,
+            }),
+        };
+        let status_label = match &outcome {
+            Ok(answer) => answer.status.as_u16().to_string(),
+            Err(f) if f.timed_out => "timeout".to_string(),
+            Err(f) => match &f.error {
+                IdentityError::Transient(_) => "error".to_string(),
+                other => other.reason().to_lowercase(),
+            },
         };
         if let Some(observer) = &self.observer {
             observer.request(endpoint, &status_label, started.elapsed());
         }
-        outcome
+        let answer = outcome?;
+        if answer.status.is_success() {
+            Ok(answer)
+        } else {
+            Err(Failure::from(classify(
+                answer.status,
+                &answer.headers,
+                &answer.body,
+                self.options.max_rate_limit_wait,
+            )))
+        }
+    }
+
+    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<Answer, Failure> {
+        let mut resp = req.send().await.map_err(|e| Failure {
+            not_sent: e.is_connect(),
+            timed_out: e.is_timeout(),
+            error: IdentityError::Transient(describe_reqwest_error(&e)),
+        })?;
+        let max = self.options.max_body_bytes;
+        let too_large = || {
+            Failure::from(IdentityError::Decode(format!(
+                "the response body is larger than {} KiB",
+                max / 1024
+            )))
+        };
+        if resp
+            .content_length()
+            .is_some_and(|len| len > u64::try_from(max).unwrap_or(u64::MAX))
+        {
+            return Err(too_large());
+        }
+        let status = resp.status();
+        let headers = std::mem::take(resp.headers_mut());
+        let mut body = bytes::BytesMut::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len().saturating_add(chunk.len()) > max {
+                        return Err(too_large());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(Failure {
+                        not_sent: false,
+                        timed_out: e.is_timeout(),
+                        error: IdentityError::Transient(describe_reqwest_error(&e)),
+                    });
+                }
+            }
+        }
+        Ok(Answer {
+            status,
+            headers,
+            body: body.freeze(),
+        })
+    }
+
+    fn describe_target(&self) -> String {
+        match reqwest::Url::parse(&self.env.base_url) {
+            Ok(url) => format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()),
+            Err(_) => "the environment's base URL".into(),
+        }
     }
 
     /// Returns a valid vendor token, authenticating at most once for all concurrent callers:
     /// the lock is held across the auth call, so waiters reuse its result (single flight).
     async fn bearer(&self) -> Result<Arc<SecretString>, IdentityError> {
-        let mut cached = self.vendor_token.lock().await;
+        let mut cached = self.lock_vendor_token().await?;
         let now = Instant::now();
         match cached.as_ref() {
             Some(VendorToken::Valid { token, refresh_at }) if now < *refresh_at => {
@@ -353,14 +580,38 @@ impl IdentityClient {
             Some(VendorToken::Failed { error, until }) if now < *until => return Err(error.clone()),
             _ => {}
         }
-        match self.authenticate().await {
+        let result = self.authenticate(false).await;
+        self.store_vendor_token(&mut cached, result)
+    }
+
+    /// Waits (boundedly) for another caller's authentication to finish.
+    async fn lock_vendor_token(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<VendorToken>>, IdentityError> {
+        tokio::time::timeout(self.options.max_inline_wait, self.vendor_token.lock())
+            .await
+            .map_err(|_| throttled("authentication with Frontegg is still in progress"))
+    }
+
+    fn store_vendor_token(
+        &self,
+        cached: &mut Option<VendorToken>,
+        result: Result<(SecretString, Duration), IdentityError>,
+    ) -> Result<Arc<SecretString>, IdentityError> {
+        let now = Instant::now();
+        match result {
             Ok((token, lifetime)) => {
                 // Refresh a little early so no request goes out with a token about to expire.
-                let margin = (lifetime / 10).min(Duration::from_secs(60));
+                let margin = lifetime
+                    .checked_div(10)
+                    .unwrap_or_default()
+                    .min(Duration::from_secs(60));
                 let token = Arc::new(token);
                 *cached = Some(VendorToken::Valid {
                     token: token.clone(),
-                    refresh_at: now + lifetime - margin,
+                    refresh_at: now
+                        .checked_add(lifetime.saturating_sub(margin))
+                        .unwrap_or(now),
                 });
                 Ok(token)
             }
@@ -368,7 +619,9 @@ impl IdentityClient {
                 if !error.is_retryable() {
                     *cached = Some(VendorToken::Failed {
                         error: error.clone(),
-                        until: now + self.options.auth_failure_ttl,
+                        until: now
+                            .checked_add(self.options.auth_failure_ttl)
+                            .unwrap_or(now),
                     });
                 }
                 Err(error)
@@ -386,45 +639,58 @@ impl IdentityClient {
         }
     }
 
-    async fn authenticate(&self) -> Result<(SecretString, Duration), IdentityError> {
+    async fn authenticate(&self, probe: bool) -> Result<(SecretString, Duration), IdentityError> {
         let url = format!("{}/auth/vendor", self.env.base_url);
         let body = VendorAuthRequest {
             client_id: &self.env.client_id,
             secret: self.env.secret.expose_secret(),
         };
-        let bytes = self
-            .with_retries("POST vendor-auth", || async {
+        let answer = self
+            .with_retries("POST vendor-auth", true, probe, || async {
                 let req = self.http.post(&url).json(&body);
                 self.send_once("POST vendor-auth", req)
                     .await
-                    .map_err(Retry::from)
+                    .map_err(Retry::Fail)
             })
             .await?;
-        let resp: VendorAuthResponse = decode(&bytes)?;
-        let lifetime = Duration::try_from_secs_f64(resp.expires_in).map_err(|_| {
-            IdentityError::Decode("vendor auth expiresIn is not a valid number of seconds".into())
-        })?;
+        let resp: VendorAuthResponse = decode_answer(&answer)?;
+        if !resp.expires_in.is_finite() || resp.expires_in <= 0.0 {
+            return Err(IdentityError::Decode(
+                "vendor auth expiresIn is not a positive number of seconds".into(),
+            ));
+        }
+        let lifetime = Duration::try_from_secs_f64(resp.expires_in)
+            .unwrap_or(MAX_VENDOR_TOKEN_LIFETIME)
+            .clamp(MIN_VENDOR_TOKEN_LIFETIME, MAX_VENDOR_TOKEN_LIFETIME);
         Ok((resp.token, lifetime))
     }
 
-    async fn wait_for_turn(&self) {
+    /// Waits for the 429 gate and the rate limiter, each at most `max_inline_wait`.
+    async fn wait_for_turn(&self) -> Result<(), IdentityError> {
+        let bound = self.options.max_inline_wait;
         let gate = self.rate_gate.lock().ok().and_then(|g| *g);
         let mut waited = Duration::ZERO;
         if let Some(reset) = gate {
             let wait = duration_until(reset);
+            if wait > bound {
+                return Err(IdentityError::RateLimited { reset });
+            }
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
-                waited += wait;
+                waited = wait;
             }
         }
         let started = Instant::now();
-        self.limiter.until_ready().await;
-        waited += started.elapsed();
+        tokio::time::timeout(bound, self.limiter.until_ready())
+            .await
+            .map_err(|_| throttled("the environment's request rate limit is saturated"))?;
+        waited = waited.saturating_add(started.elapsed());
         if waited >= Duration::from_millis(1)
             && let Some(observer) = &self.observer
         {
             observer.rate_limited_wait(waited);
         }
+        Ok(())
     }
 
     fn close_gate(&self, reset: Timestamp) {
@@ -434,22 +700,53 @@ impl IdentityClient {
     }
 }
 
+fn throttled(why: &str) -> IdentityError {
+    IdentityError::Throttled(why.into())
+}
+
 /// Outcome of one attempt inside `with_retries`.
 enum Retry {
     /// Try again immediately (after a vendor token refresh).
     Now,
-    Fail(IdentityError),
+    Fail(Failure),
 }
 
 impl From<IdentityError> for Retry {
     fn from(e: IdentityError) -> Self {
-        Retry::Fail(e)
+        Retry::Fail(Failure::from(e))
     }
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, IdentityError> {
-    // serde_json's own message quotes the offending value ("invalid type: string \"...\""),
-    // which may be a token secret: keep only the category and position.
+/// Decodes a successful answer, which must say it is JSON.
+fn decode_answer<T: DeserializeOwned>(answer: &Answer) -> Result<T, IdentityError> {
+    let content_type = answer
+        .headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !is_json(content_type) {
+        return Err(IdentityError::Decode(format!(
+            "the response is not JSON (content type {:?})",
+            printable(content_type, 64)
+        )));
+    }
+    decode(&answer.body)
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Decodes JSON. serde_json's own message quotes the offending value ("invalid type: string
+/// \"...\""), which may be a token secret: keep only the category and position.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, IdentityError> {
     serde_json::from_slice(bytes).map_err(|e| {
         IdentityError::Decode(format!(
             "{:?} error at line {} column {}",
@@ -460,15 +757,26 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, IdentityError> {
     })
 }
 
-fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> IdentityError {
+/// Frontegg's `errors` messages go into conditions and Events: at most a few, short, and
+/// without control characters, whatever the remote sends.
+const MAX_ERROR_MESSAGES: usize = 3;
+const MAX_ERROR_MESSAGE_CHARS: usize = 200;
+
+fn classify(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    max_rate_limit_wait: Duration,
+) -> IdentityError {
     let messages = || {
         serde_json::from_slice::<ErrorBody>(body)
             .map(|b| {
                 b.errors
                     .into_iter()
+                    .take(MAX_ERROR_MESSAGES)
                     .map(|v| match v {
-                        serde_json::Value::String(s) => s,
-                        other => other.to_string(),
+                        serde_json::Value::String(s) => printable(&s, MAX_ERROR_MESSAGE_CHARS),
+                        other => printable(&other.to_string(), MAX_ERROR_MESSAGE_CHARS),
                     })
                     .collect::<Vec<_>>()
             })
@@ -481,7 +789,7 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> IdentityErr
         },
         StatusCode::NOT_FOUND => IdentityError::NotFound,
         StatusCode::TOO_MANY_REQUESTS => IdentityError::RateLimited {
-            reset: rate_limit_reset(headers, Timestamp::now()),
+            reset: rate_limit_reset(headers, Timestamp::now(), max_rate_limit_wait),
         },
         s if s.is_client_error() => {
             let mut messages = messages();
@@ -494,37 +802,44 @@ fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> IdentityErr
     }
 }
 
-/// When a 429 lifts. Frontegg's live API sends `X-Rate-Limit-Reset` as an RFC 3339 time (the
-/// published OpenAPI does not document 429s); `Retry-After` (seconds or HTTP date) is the
-/// standard fallback, and 60 s is assumed when neither header is usable.
-pub(crate) fn rate_limit_reset(headers: &HeaderMap, now: Timestamp) -> Timestamp {
+/// At most `max` characters of `text`, without control characters.
+fn printable(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+/// When a 429 lifts, never more than `max_wait` ahead. Frontegg's live API sends
+/// `X-Rate-Limit-Reset` as an RFC 3339 time (the published OpenAPI does not document 429s);
+/// `Retry-After` (seconds or HTTP date) is the standard fallback, and 60 s is assumed when
+/// neither header is usable.
+pub fn rate_limit_reset(headers: &HeaderMap, now: Timestamp, max_wait: Duration) -> Timestamp {
     let header = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    if let Some(reset) = header("x-rate-limit-reset").and_then(|v| v.parse::<Timestamp>().ok()) {
-        return reset;
-    }
-    if let Some(value) = header("retry-after") {
+    let after = |wait: Duration| now.checked_add(wait.min(max_wait)).unwrap_or(now);
+    let latest = after(max_wait);
+    let reset = if let Some(reset) =
+        header("x-rate-limit-reset").and_then(|v| v.parse::<Timestamp>().ok())
+    {
+        reset
+    } else if let Some(value) = header("retry-after") {
         if let Ok(secs) = value.parse::<u64>() {
-            return now + Duration::from_secs(secs);
+            after(Duration::from_secs(secs))
+        } else if let Ok(date) = jiff::fmt::rfc2822::parse(value) {
+            date.timestamp()
+        } else {
+            after(Duration::from_secs(60))
         }
-        if let Ok(date) = jiff::fmt::rfc2822::parse(value) {
-            return date.timestamp();
-        }
-    }
-    now + Duration::from_secs(60)
+    } else {
+        after(Duration::from_secs(60))
+    };
+    reset.clamp(now, latest)
 }
 
 fn duration_until(t: Timestamp) -> Duration {
-    let now = Timestamp::now();
-    if t <= now {
-        Duration::ZERO
-    } else {
-        Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO)
-    }
+    Duration::try_from(t.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO)
 }
 
 fn describe_reqwest_error(e: &reqwest::Error) -> String {
@@ -536,6 +851,8 @@ fn describe_reqwest_error(e: &reqwest::Error) -> String {
         "could not connect"
     } else if e.is_body() || e.is_decode() {
         "broken response body"
+    } else if e.is_redirect() {
+        "redirected"
     } else {
         "request failed"
     };
@@ -544,7 +861,7 @@ fn describe_reqwest_error(e: &reqwest::Error) -> String {
             "{kind}: {}://{}{}",
             url.scheme(),
             url.host_str().unwrap_or(""),
-            url.path()
+            printable(url.path(), 200)
         ),
         None => kind.to_string(),
     }
@@ -569,16 +886,20 @@ mod tests {
     #[test]
     fn rate_limit_reset_prefers_frontegg_header_then_retry_after_then_sixty_seconds() {
         let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let max = Duration::from_secs(900);
         let mut h = HeaderMap::new();
-        assert_eq!(rate_limit_reset(&h, now), now + Duration::from_secs(60));
+        assert_eq!(
+            rate_limit_reset(&h, now, max),
+            now + Duration::from_secs(60)
+        );
         h.insert("retry-after", HeaderValue::from_static("7"));
-        assert_eq!(rate_limit_reset(&h, now), now + Duration::from_secs(7));
+        assert_eq!(rate_limit_reset(&h, now, max), now + Duration::from_secs(7));
         h.insert(
             "x-rate-limit-reset",
             HeaderValue::from_static("2026-01-01T00:00:42Z"),
         );
         assert_eq!(
-            rate_limit_reset(&h, now),
+            rate_limit_reset(&h, now, max),
             "2026-01-01T00:00:42Z".parse().unwrap()
         );
         let mut h = HeaderMap::new();
@@ -587,17 +908,44 @@ mod tests {
             HeaderValue::from_static("Thu, 01 Jan 2026 00:01:00 GMT"),
         );
         assert_eq!(
-            rate_limit_reset(&h, now),
+            rate_limit_reset(&h, now, max),
             "2026-01-01T00:01:00Z".parse().unwrap()
         );
     }
 
     #[test]
+    fn absurd_rate_limit_resets_are_clamped() {
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let max = Duration::from_secs(900);
+        for (name, value) in [
+            ("retry-after", "999999999999"),
+            ("retry-after", "18446744073709551615"),
+            ("x-rate-limit-reset", "9999-12-30T00:00:00Z"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            assert_eq!(rate_limit_reset(&h, now, max), now + max, "{name}: {value}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-rate-limit-reset",
+            HeaderValue::from_static("1970-01-01T00:00:00Z"),
+        );
+        assert_eq!(
+            rate_limit_reset(&h, now, max),
+            now,
+            "a reset in the past is now"
+        );
+    }
+
+    #[test]
     fn errors_body_becomes_invalid_messages() {
+        let max = Duration::from_secs(900);
         let e = classify(
             StatusCode::BAD_REQUEST,
             &HeaderMap::new(),
             br#"{"errors":["expiresInMinutes must not be greater than 5256000"]}"#,
+            max,
         );
         assert_eq!(
             e,
@@ -606,9 +954,25 @@ mod tests {
             }
         );
         assert_eq!(
-            classify(StatusCode::BAD_GATEWAY, &HeaderMap::new(), b""),
+            classify(StatusCode::BAD_GATEWAY, &HeaderMap::new(), b"", max),
             IdentityError::Transient("HTTP 502".into())
         );
+        // A hostile errors array is cut to a few short, printable messages.
+        let long = format!(
+            r#"{{"errors":["{}","b\u0007","c","d"]}}"#,
+            "x".repeat(10_000)
+        );
+        let IdentityError::Invalid { messages } = classify(
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            long.as_bytes(),
+            max,
+        ) else {
+            panic!("not Invalid");
+        };
+        assert_eq!(messages.len(), 3);
+        assert_eq!(messages[0].len(), 200);
+        assert_eq!(messages[1], "b");
     }
 
     #[test]

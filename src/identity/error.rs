@@ -10,13 +10,19 @@ pub enum IdentityError {
     Forbidden { message: String },
     #[error("the remote token does not exist (404)")]
     NotFound,
-    #[error("Frontegg rate limit reached; retry after {reset}")]
+    // The reset time stays out of the message: a message that changes on every failure
+    // rewrites the status, and that write would trigger the next reconcile at once.
+    #[error("Frontegg rate limit reached; retrying after the reset it announced")]
     RateLimited { reset: Timestamp },
     #[error("Frontegg rejected the request (400): {}", messages.join("; "))]
     Invalid { messages: Vec<String> },
     #[error("transient failure talking to Frontegg: {0}")]
     Transient(String),
-    #[error("could not decode Frontegg's response: {0}")]
+    #[error("Frontegg is unavailable: {0}")]
+    Unavailable(String),
+    #[error("waiting for this environment's client-side limits: {0}")]
+    Throttled(String),
+    #[error("Frontegg's response is unusable: {0}")]
     Decode(String),
 }
 
@@ -25,7 +31,10 @@ impl IdentityError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            IdentityError::RateLimited { .. } | IdentityError::Transient(_)
+            IdentityError::RateLimited { .. }
+                | IdentityError::Transient(_)
+                | IdentityError::Unavailable(_)
+                | IdentityError::Throttled(_)
         )
     }
 
@@ -37,8 +46,9 @@ impl IdentityError {
             IdentityError::NotFound => "NotFound",
             IdentityError::RateLimited { .. } => "RateLimited",
             IdentityError::Invalid { .. } => "InvalidRequest",
-            IdentityError::Transient(_) => "Transient",
-            IdentityError::Decode(_) => "DecodeError",
+            IdentityError::Transient(_) | IdentityError::Unavailable(_) => "FronteggUnavailable",
+            IdentityError::Throttled(_) => "Throttled",
+            IdentityError::Decode(_) => "InvalidResponse",
         }
     }
 }

@@ -514,6 +514,10 @@ impl TestEnv {
             "1s",
             "--permanent-failure-retry",
             "10m",
+            // Tests rotate and repair within seconds; the guard itself is proven in
+            // tests/hostile.rs with the default interval.
+            "--min-reissue-interval",
+            "1s",
             "--lease-duration-seconds",
             "4",
             "--lease-grace-seconds",

@@ -27,6 +27,36 @@ pub struct Faults {
     pub path_prefix: String,
     /// Requests per second above which the fake answers 429 (0 = unlimited).
     pub qps_limit: u32,
+    /// When set, 429s carry this `Retry-After` value verbatim and an `X-Rate-Limit-Reset`
+    /// at the end of time (an absurd reset).
+    pub rate_limit_retry_after: String,
+    /// Handle the next N requests (the token is created), then drop the connection before
+    /// the answer arrives.
+    pub drop_after_commit_next: u32,
+    /// Handle the next N requests, then answer 200 with a JSON body of `huge_body_bytes`
+    /// (default 200 MB), streamed.
+    pub huge_body_next: u32,
+    pub huge_body_bytes: u64,
+    /// Handle the next N requests, then answer 200 with an HTML page.
+    pub garbage_next: u32,
+    /// Handle the next N requests, then answer 200 with JSON of the wrong types.
+    pub wrong_types_next: u32,
+    /// Handle the next N requests, then answer 200 and send the body one byte per second.
+    pub slow_drip_next: u32,
+    /// Lists leave out every existing token.
+    pub list_omits_tokens: bool,
+    /// `expiresIn` that vendor authentication reports (seconds), e.g. 1e19.
+    pub vendor_expires_in: Option<f64>,
+}
+
+/// A 200 answer that breaks the client's expectations, sent after the handler ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Corruption {
+    DropAfterCommit,
+    HugeBody,
+    Garbage,
+    WrongTypes,
+    SlowDrip,
 }
 
 pub enum Injected {
@@ -34,6 +64,14 @@ pub enum Injected {
     RateLimited { reset_in: Duration },
     ServerError(u16),
     Hang,
+    Corrupt(Corruption),
+}
+
+/// Consumes one unit of a "next N" budget; true when there was one.
+fn take(budget: &mut u32) -> bool {
+    let had = *budget > 0;
+    *budget = budget.saturating_sub(1);
+    had
 }
 
 impl Faults {
@@ -48,17 +86,28 @@ impl Faults {
             2.0
         });
         let mut rng = rand::rng();
-        if self.hang_next > 0 {
-            self.hang_next -= 1;
+        if take(&mut self.hang_next) {
             return Injected::Hang;
         }
-        if self.rate_limit_next > 0 {
-            self.rate_limit_next -= 1;
+        if take(&mut self.rate_limit_next) {
             return Injected::RateLimited { reset_in };
         }
-        if self.error_next > 0 {
-            self.error_next -= 1;
+        if take(&mut self.error_next) {
             return Injected::ServerError(503);
+        }
+        for (budget, corruption) in [
+            (
+                &mut self.drop_after_commit_next,
+                Corruption::DropAfterCommit,
+            ),
+            (&mut self.huge_body_next, Corruption::HugeBody),
+            (&mut self.garbage_next, Corruption::Garbage),
+            (&mut self.wrong_types_next, Corruption::WrongTypes),
+            (&mut self.slow_drip_next, Corruption::SlowDrip),
+        ] {
+            if take(budget) {
+                return Injected::Corrupt(corruption);
+            }
         }
         if self.rate_limit_rate > 0.0 && rng.random_bool(self.rate_limit_rate.min(1.0)) {
             return Injected::RateLimited { reset_in };

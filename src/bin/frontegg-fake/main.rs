@@ -5,6 +5,18 @@
 //! `GET /_admin/tokens`, `GET /_admin/issued-secrets`, `PUT /_admin/faults`, `POST /_admin/revoke-vendor-tokens`,
 //! `DELETE /_admin/tokens/{id}`, `POST /_admin/reset-stats`.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unchecked_time_subtraction
+    )
+)]
+
 mod faults;
 mod store;
 
@@ -26,7 +38,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use faults::{Faults, Injected};
+use faults::{Corruption, Faults, Injected};
 use store::{ApiError, Family, Store};
 
 #[derive(Parser, Debug)]
@@ -217,8 +229,10 @@ async fn observe(State(app): State<App>, req: Request, next: Next) -> Response {
     };
     let status = response.status().as_u16();
     if let Ok(mut stats) = app.stats.lock() {
-        *stats.calls.entry(route.clone()).or_default() += 1;
-        *stats.statuses.entry(status).or_default() += 1;
+        let calls = stats.calls.entry(route.clone()).or_default();
+        *calls = calls.saturating_add(1);
+        let statuses = stats.statuses.entry(status).or_default();
+        *statuses = statuses.saturating_add(1);
     }
     if let Ok(mut calls) = app.calls.lock()
         && calls.len() < CALL_LOG_LIMIT
@@ -264,9 +278,15 @@ fn interesting_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
 /// Applies the configured faults and the enforced QPS limit before a request reaches Frontegg.
 async fn inject_faults(State(app): State<App>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
-    let (injected, latency, qps_limit) = match app.faults.lock() {
-        Ok(mut f) => (f.draw(&path), f.latency_ms, f.qps_limit),
-        Err(_) => (Injected::None, 0, 0),
+    let (injected, latency, qps_limit, retry_after, huge) = match app.faults.lock() {
+        Ok(mut f) => (
+            f.draw(&path),
+            f.latency_ms,
+            f.qps_limit,
+            f.rate_limit_retry_after.clone(),
+            f.huge_body_bytes,
+        ),
+        Err(_) => (Injected::None, 0, 0, String::new(), 0),
     };
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -274,11 +294,16 @@ async fn inject_faults(State(app): State<App>, req: Request, next: Next) -> Resp
     if qps_limit > 0
         && let Some(reset_in) = over_qps(&app, qps_limit)
     {
-        return rate_limited(reset_in);
+        return rate_limited(reset_in, &retry_after);
     }
     match injected {
         Injected::None => next.run(req).await,
-        Injected::RateLimited { reset_in } => rate_limited(reset_in),
+        Injected::RateLimited { reset_in } => rate_limited(reset_in, &retry_after),
+        Injected::Corrupt(corruption) => {
+            // The request is handled (a create commits), only the answer is broken.
+            let _handled = next.run(req).await;
+            corrupt(corruption, huge)
+        }
         Injected::ServerError(code) => error_response(code, vec!["Internal server error".into()]),
         Injected::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -293,17 +318,78 @@ fn over_qps(app: &App, limit: u32) -> Option<Duration> {
     if now.duration_since(window.0) >= Duration::from_secs(1) {
         *window = (now, 0);
     }
-    window.1 += 1;
+    window.1 = window.1.saturating_add(1);
     (window.1 > limit).then(|| Duration::from_secs(1).saturating_sub(now.duration_since(window.0)))
 }
 
-fn rate_limited(reset_in: Duration) -> Response {
-    let reset = Timestamp::now() + reset_in;
+fn rate_limited(reset_in: Duration, retry_after: &str) -> Response {
     let mut resp = error_response(429, vec!["Too many requests".into()]);
+    let reset = if retry_after.is_empty() {
+        Timestamp::now()
+            .checked_add(reset_in)
+            .unwrap_or(Timestamp::MAX)
+    } else {
+        if let Ok(v) = HeaderValue::from_str(retry_after) {
+            resp.headers_mut().insert("retry-after", v);
+        }
+        Timestamp::MAX
+    };
     if let Ok(v) = HeaderValue::from_str(&reset.to_string()) {
         resp.headers_mut().insert("x-rate-limit-reset", v);
     }
     resp
+}
+
+/// The broken answer that replaces a handled request's real one.
+fn corrupt(corruption: Corruption, huge_body_bytes: u64) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let json = |body: Body| {
+        Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    };
+    match corruption {
+        // The body fails before its first byte: hyper aborts the connection.
+        Corruption::DropAfterCommit => json(Body::from_stream(futures::stream::once(async {
+            Err::<bytes::Bytes, std::io::Error>(std::io::Error::other("dropped after commit"))
+        }))),
+        Corruption::HugeBody => {
+            let chunk = bytes::Bytes::from(vec![b' '; CHUNK]);
+            let total = if huge_body_bytes == 0 {
+                200 * 1024 * 1024
+            } else {
+                huge_body_bytes
+            };
+            let chunks = usize::try_from(total.div_ceil(CHUNK as u64)).unwrap_or(usize::MAX);
+            json(Body::from_stream(futures::stream::iter(
+                std::iter::repeat_n(chunk, chunks).map(Ok::<_, std::io::Error>),
+            )))
+        }
+        Corruption::Garbage => Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "text/html")
+            .body(Body::from("<html><body>502 Bad Gateway</body></html>"))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+        Corruption::WrongTypes => json(Body::from(
+            r#"{"clientId":5,"secret":[1],"id":{},"accessToken":false,"accessTokens":"x","token":null,"expiresIn":"soon"}"#,
+        )),
+        Corruption::SlowDrip => json(Body::from_stream(futures::stream::unfold(
+            0u32,
+            |n| async move {
+                if n > 0 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                (n < 3600).then(|| {
+                    (
+                        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b" ")),
+                        n.saturating_add(1),
+                    )
+                })
+            },
+        ))),
+    }
 }
 
 async fn vendor_auth(State(app): State<App>, body: axum::body::Bytes) -> Response {
@@ -313,8 +399,14 @@ async fn vendor_auth(State(app): State<App>, body: axum::body::Bytes) -> Respons
         .lock()
         .map_err(|_| poisoned())
         .and_then(|mut s| s.vendor_auth(&body));
+    let reported_lifetime = app.faults.lock().ok().and_then(|f| f.vendor_expires_in);
     match result {
-        Ok(v) => (StatusCode::OK, Json(v)).into_response(),
+        Ok(mut v) => {
+            if let (Some(secs), Some(obj)) = (reported_lifetime, v.as_object_mut()) {
+                obj.insert("expiresIn".into(), json!(secs));
+            }
+            (StatusCode::OK, Json(v)).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -377,12 +469,14 @@ async fn create(app: App, headers: HeaderMap, body: axum::body::Bytes, family: F
 }
 
 async fn list(app: App, headers: HeaderMap, family: Family) -> Response {
+    let omit = app.faults.lock().is_ok_and(|f| f.list_omits_tokens);
     let result = authorize(&app, &headers, family).and_then(|(tenant, user)| {
-        Ok(app
-            .store
-            .lock()
-            .map_err(|_| poisoned())?
-            .list(family, &tenant, user.as_deref()))
+        let store = app.store.lock().map_err(|_| poisoned())?;
+        Ok(if omit {
+            store.list(family, "", None)
+        } else {
+            store.list(family, &tenant, user.as_deref())
+        })
     });
     match result {
         Ok(v) => (StatusCode::OK, Json(v)).into_response(),

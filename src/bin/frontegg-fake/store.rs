@@ -105,8 +105,12 @@ impl Store {
             return Err(ApiError::unauthorized());
         }
         let token = format!("vendor-{}", uuid::Uuid::new_v4().simple());
-        self.vendor_tokens
-            .insert(token.clone(), Instant::now() + self.vendor_token_lifetime);
+        self.vendor_tokens.insert(
+            token.clone(),
+            Instant::now()
+                .checked_add(self.vendor_token_lifetime)
+                .unwrap_or_else(Instant::now),
+        );
         Ok(json!({ "token": token, "expiresIn": self.vendor_token_lifetime.as_secs_f64() }))
     }
 
@@ -158,7 +162,9 @@ impl Store {
                         "expiresInMinutes must not be greater than {max}"
                     )));
                 }
-                let at = Timestamp::now() + Duration::from_secs_f64(minutes * 60.0);
+                let at = Timestamp::now()
+                    .checked_add(Duration::from_secs_f64(minutes.min(1e9) * 60.0))
+                    .unwrap_or(Timestamp::MAX);
                 Some(
                     at.round(jiff::Unit::Millisecond)
                         .map(|t| t.to_string())

@@ -1,0 +1,311 @@
+//! Validate (no client required): the spec alone, checked against `api::limits` before any
+//! read or remote call. Admission enforces the same bounds; this is the second line, for
+//! objects that reached the cache some other way (an older CRD, validation turned off).
+
+use std::time::Duration;
+
+use kube::ResourceExt;
+use secrecy::SecretString;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::kinds::TokenResource;
+use super::plan::{Desired, whole_minutes};
+use super::secret::{self, Credential, SecretContext};
+use super::{Error, template};
+use crate::api::ROTATE_ANNOTATION;
+use crate::api::limits::{
+    self, MAX_ANNOTATION_VALUE, MAX_DESCRIPTION_LEN, MAX_ENTRIES, MAX_ID_LEN, MAX_IDS,
+    MAX_LIFETIME, MAX_METADATA_JSON, MIN_LIFETIME,
+};
+
+/// What the spec asks for, or why it cannot be served.
+pub fn desired_state<K: TokenResource>(obj: &K) -> Result<Desired, Error> {
+    let common = obj.common();
+    let lifetime = lifetime(common.expires_in_minutes, common.expires_in.as_deref())?;
+    let renew_before = common
+        .renew_before
+        .as_deref()
+        .map(limits::parse_duration)
+        .transpose()
+        .map_err(|e| Error::InvalidSpec(format!("renewBefore: {e}")))?;
+    if let (Some(before), Some(lifetime)) = (renew_before, lifetime)
+        && before >= lifetime
+    {
+        // Otherwise every pass would find the token due and issue another one.
+        return Err(Error::InvalidSpec(
+            "renewBefore must be shorter than the token lifetime".into(),
+        ));
+    }
+    check_id("tenantId", &common.tenant_id)?;
+    if let Some(user) = obj.user_id() {
+        check_id("userId", user)?;
+    }
+    if common
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_LEN)
+    {
+        return Err(Error::InvalidSpec(format!(
+            "description is longer than {MAX_DESCRIPTION_LEN} characters"
+        )));
+    }
+    obj.check_kind_fields().map_err(Error::InvalidSpec)?;
+    check_secret_target(obj)?;
+
+    let expires_in_minutes = lifetime.map(whole_minutes);
+    let issue_fields = json!({
+        "expiresInMinutes": expires_in_minutes,
+        "kind": obj.kind_issue_fields(),
+    });
+    Ok(Desired {
+        secret_name: common.secret.name.clone().unwrap_or_else(|| obj.name_any()),
+        expires_in_minutes,
+        renew_before,
+        issued_spec_hash: digest(&issue_fields),
+        patched_spec_hash: obj
+            .patch_request()
+            .map(|p| digest(&serde_json::to_value(p).unwrap_or_default())),
+        rotation_request: obj.annotations().get(ROTATE_ANNOTATION).cloned(),
+    })
+}
+
+fn lifetime(minutes: Option<u64>, duration: Option<&str>) -> Result<Option<Duration>, Error> {
+    let lifetime = match (minutes, duration) {
+        (Some(_), Some(_)) => {
+            return Err(Error::InvalidSpec(
+                "set at most one of expiresInMinutes and expiresIn".into(),
+            ));
+        }
+        (Some(m), None) => Some(Duration::from_secs(m.saturating_mul(60))),
+        (None, Some(d)) => Some(
+            limits::parse_duration(d).map_err(|e| Error::InvalidSpec(format!("expiresIn: {e}")))?,
+        ),
+        (None, None) => None,
+    };
+    match lifetime {
+        Some(l) if !(MIN_LIFETIME..=MAX_LIFETIME).contains(&l) => Err(Error::InvalidSpec(format!(
+            "the token lifetime must be between 1m and {}h",
+            MAX_LIFETIME.as_secs() / 3600
+        ))),
+        other => Ok(other),
+    }
+}
+
+fn check_id(field: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() || value.len() > MAX_ID_LEN {
+        return Err(Error::InvalidSpec(format!(
+            "{field} must have 1 to {MAX_ID_LEN} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Bounds shared by the kinds' role, permission and metadata fields.
+pub fn check_ids(field: &str, ids: Option<&Vec<String>>) -> Result<(), String> {
+    let ids = ids.map_or(&[][..], Vec::as_slice);
+    if ids.len() > MAX_IDS {
+        return Err(format!("{field} has more than {MAX_IDS} entries"));
+    }
+    if ids.iter().any(|id| id.is_empty() || id.len() > MAX_ID_LEN) {
+        return Err(format!(
+            "every entry of {field} must have 1 to {MAX_ID_LEN} characters"
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_metadata(
+    metadata: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<(), String> {
+    let size = metadata
+        .map(|m| serde_json::to_vec(m).map_or(usize::MAX, |v| v.len()))
+        .unwrap_or(0);
+    if size > MAX_METADATA_JSON {
+        return Err(format!(
+            "metadata is larger than {} KiB",
+            MAX_METADATA_JSON / 1024
+        ));
+    }
+    Ok(())
+}
+
+/// Labels, annotations and template keys the apiserver would refuse are found here, so a
+/// token is never issued into a Secret that cannot be written.
+fn check_secret_target<K: TokenResource>(obj: &K) -> Result<(), Error> {
+    let target = &obj.common().secret;
+    let invalid = |why: String| Err(Error::InvalidSpec(why));
+    if target.labels.len() > MAX_ENTRIES || target.annotations.len() > MAX_ENTRIES {
+        return invalid(format!(
+            "spec.secret takes at most {MAX_ENTRIES} labels and {MAX_ENTRIES} annotations"
+        ));
+    }
+    if let Some((k, _)) = target
+        .labels
+        .iter()
+        .find(|(k, v)| !limits::is_qualified_name(k) || !limits::is_label_value(v))
+    {
+        return invalid(format!(
+            "spec.secret.labels[{}]: not a valid label key and value",
+            printable(k)
+        ));
+    }
+    if let Some((k, _)) = target
+        .annotations
+        .iter()
+        .find(|(k, v)| !limits::is_qualified_name(k) || v.len() > MAX_ANNOTATION_VALUE)
+    {
+        return invalid(format!(
+            "spec.secret.annotations[{}]: not a valid annotation key, or a value over {} KiB",
+            printable(k),
+            MAX_ANNOTATION_VALUE / 1024
+        ));
+    }
+    let Some(tmpl) = &target.template else {
+        return Ok(());
+    };
+    if let Some(k) = tmpl.data.keys().find(|k| !limits::is_secret_key(k)) {
+        return invalid(format!(
+            "spec.secret.template.data[{}]: Secret keys may hold only letters, digits, '-', '_' and '.'",
+            printable(k)
+        ));
+    }
+    // Rendered once with a credential of realistic size, so syntax, unknown variables and
+    // size limits fail here, before a token exists.
+    let ctx = SecretContext {
+        base_url: "https://api.frontegg.com",
+        tenant_id: &obj.common().tenant_id,
+        user_id: obj.user_id(),
+    };
+    template::render(&tmpl.data, K::LAYOUT, &probe_credential(), &ctx).map(|_| ())?;
+    Ok(())
+}
+
+/// A user-supplied key, shortened and stripped of control characters for a message.
+fn printable(key: &str) -> String {
+    key.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+fn digest(value: &serde_json::Value) -> String {
+    let hash = Sha256::digest(value.to_string().as_bytes());
+    hash.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The Secret a token would get, with a placeholder credential, for the apiserver's dry run.
+pub fn probe_secret<K: TokenResource>(
+    obj: &K,
+    desired: &Desired,
+    ctx: &SecretContext<'_>,
+) -> Result<k8s_openapi::api::core::v1::Secret, Error> {
+    secret::desired_secret(obj, &desired.secret_name, &probe_credential(), ctx)
+}
+
+/// A stand-in credential shaped like Frontegg's (a UUID id, a 64-character secret).
+fn probe_credential() -> Credential {
+    Credential {
+        id: "00000000-0000-0000-0000-000000000000".into(),
+        secret: SecretString::from("x".repeat(64)),
+        expires_at: Some("2000-01-01T00:00:00Z".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{SecretTemplate, TokenCommonSpec, UserApiToken, UserApiTokenSpec};
+
+    fn token(f: impl FnOnce(&mut TokenCommonSpec)) -> UserApiToken {
+        let mut common = TokenCommonSpec {
+            environment_ref: None,
+            tenant_id: "t1".into(),
+            description: None,
+            expires_in_minutes: None,
+            expires_in: None,
+            renew_before: None,
+            secret: Default::default(),
+            deletion_policy: Default::default(),
+        };
+        f(&mut common);
+        let mut t = UserApiToken::new(
+            "ci",
+            UserApiTokenSpec {
+                common,
+                user_id: "u1".into(),
+                metadata: None,
+            },
+        );
+        t.metadata.namespace = Some("ns".into());
+        t
+    }
+
+    fn refused(f: impl FnOnce(&mut TokenCommonSpec)) -> String {
+        let err = desired_state(&token(f)).unwrap_err();
+        assert_eq!(err.reason(), "InvalidSpec");
+        err.to_string()
+    }
+
+    #[test]
+    fn hostile_durations_are_refused_without_panicking() {
+        assert!(
+            refused(|c| c.renew_before = Some("18446744073709551615s1s".into()))
+                .contains("renewBefore")
+        );
+        assert!(
+            refused(|c| c.expires_in = Some("99999999999999999999h".into())).contains("expiresIn")
+        );
+        assert!(
+            refused(|c| {
+                c.expires_in = Some("1h".into());
+                c.renew_before = Some("2h".into());
+            })
+            .contains("shorter than the token lifetime")
+        );
+        assert!(
+            refused(|c| {
+                c.expires_in_minutes = Some(60);
+                c.renew_before = Some("60m".into());
+            })
+            .contains("shorter")
+        );
+        assert!(refused(|c| c.expires_in_minutes = Some(u64::MAX)).contains("lifetime"));
+        let ok = desired_state(&token(|c| {
+            c.expires_in = Some("1h".into());
+            c.renew_before = Some("59m".into());
+        }))
+        .unwrap();
+        assert_eq!(ok.expires_in_minutes, Some(60));
+        assert_eq!(ok.renew_before, Some(Duration::from_secs(59 * 60)));
+    }
+
+    #[test]
+    fn secret_shapes_the_apiserver_would_refuse_are_refused_first() {
+        assert!(
+            refused(|c| {
+                c.secret.template = Some(SecretTemplate {
+                    data: [("a/b".to_string(), "{{ secret }}".to_string())].into(),
+                })
+            })
+            .contains("data[a/b]")
+        );
+        assert!(
+            refused(|c| { c.secret.labels = [("bad key!".to_string(), "v".to_string())].into() })
+                .contains("labels[bad key!]")
+        );
+        assert!(
+            refused(|c| { c.secret.labels = [("ok".to_string(), "-bad".to_string())].into() })
+                .contains("labels[ok]")
+        );
+        assert!(
+            refused(|c| {
+                c.secret.annotations =
+                    [("x".to_string(), "v".repeat(MAX_ANNOTATION_VALUE + 1))].into()
+            })
+            .contains("annotations[x]")
+        );
+        assert!(refused(|c| c.tenant_id = "t".repeat(MAX_ID_LEN + 1)).contains("tenantId"));
+        assert!(
+            refused(|c| c.description = Some("d".repeat(MAX_DESCRIPTION_LEN + 1)))
+                .contains("description")
+        );
+    }
+}
