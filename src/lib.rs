@@ -15,6 +15,8 @@
 
 pub mod api;
 pub mod controller;
+#[cfg(test)]
+mod fuzz;
 pub mod identity;
 pub mod leader;
 pub mod metrics;

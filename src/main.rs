@@ -139,6 +139,7 @@ fn main() -> ExitCode {
         },
         Command::Run(args) => {
             init_logging(args.log_format);
+            log_panics();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -158,6 +159,24 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Panics are caught per reconcile; this hook logs them as one structured line, without
+/// capturing a backtrace (symbolizing one costs tens of MiB in a process that keeps running).
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(%location, %message, "panic (an operator bug)");
+    }));
 }
 
 fn init_logging(format: LogFormat) {

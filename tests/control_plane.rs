@@ -5,7 +5,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{REPO, free_port, kubeconfig, kubectl_path};
+use support::{REPO, kubeconfig, kubectl_path};
 
 fn kubectl(args: &[&str]) -> String {
     let out = Command::new(kubectl_path())
@@ -52,7 +52,9 @@ fn second_build_reuses_the_cached_binaries() {
 
 #[test]
 fn a_port_in_use_stops_with_advice_and_leaves_nothing_running() {
-    let busy = std::net::TcpListener::bind(("127.0.0.1", free_port())).expect("bind");
+    // Bind port 0 and keep the listener: asking free_port() first and binding after it left
+    // a window in which another process could take the port (seen once, with AddrInUse).
+    let busy = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
     let port = busy.local_addr().expect("addr").port();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(format!("{REPO}/hack/control-plane"))

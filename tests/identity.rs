@@ -250,8 +250,15 @@ async fn rate_limit_reset_is_honoured() {
     let started = Instant::now();
     let err = c.list::<UserAccessTokens>(&user()).await.unwrap_err();
     assert!(matches!(err, IdentityError::RateLimited { .. }), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(1), "no wait in place");
-    assert_eq!(fake.identity_calls().await, calls, "the gate held the call back");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "no wait in place"
+    );
+    assert_eq!(
+        fake.identity_calls().await,
+        calls,
+        "the gate held the call back"
+    );
 }
 
 #[tokio::test]
@@ -290,7 +297,11 @@ async fn server_errors_are_retried_with_backoff_but_creates_never_twice() {
     let err = c.list::<TenantAccessTokens>(&tenant()).await.unwrap_err();
     assert_eq!(err.reason(), "FronteggUnavailable");
     assert!(matches!(err, IdentityError::Unavailable(_)), "{err:?}");
-    assert_eq!(fake.identity_calls().await, before, "no request while paused");
+    assert_eq!(
+        fake.identity_calls().await,
+        before,
+        "no request while paused"
+    );
     c.check_credentials().await.unwrap();
     c.list::<TenantAccessTokens>(&tenant()).await.unwrap();
 
@@ -330,7 +341,11 @@ async fn hung_requests_time_out_once_and_pause_the_environment() {
         "{err:?}"
     );
     // A timeout is not retried in place: the worker is back after one deadline.
-    assert!(started.elapsed() < Duration::from_millis(900), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(c.is_paused());
     assert!(matches!(
         c.list::<UserApiTokens>(&user()).await.unwrap_err(),
@@ -505,11 +520,27 @@ async fn hostile_answers_give_typed_errors_that_quote_nothing() {
             .await
     };
     for (fault, reason, detail) in [
-        (json!({"hugeBodyNext": 1}), "InvalidResponse", "larger than 1024 KiB"),
+        (
+            json!({"hugeBodyNext": 1}),
+            "InvalidResponse",
+            "larger than 1024 KiB",
+        ),
         (json!({"garbageNext": 1}), "InvalidResponse", "not JSON"),
-        (json!({"wrongTypesNext": 1}), "InvalidResponse", "Data error"),
-        (json!({"slowDripNext": 1}), "FronteggUnavailable", "timed out"),
-        (json!({"dropAfterCommitNext": 1}), "FronteggUnavailable", "request failed"),
+        (
+            json!({"wrongTypesNext": 1}),
+            "InvalidResponse",
+            "Data error",
+        ),
+        (
+            json!({"slowDripNext": 1}),
+            "FronteggUnavailable",
+            "timed out",
+        ),
+        (
+            json!({"dropAfterCommitNext": 1}),
+            "FronteggUnavailable",
+            "request failed",
+        ),
     ] {
         // A fresh client each time: the failures above pause the environment.
         let c = client(&fake, &fake.secret, options());
@@ -523,9 +554,13 @@ async fn hostile_answers_give_typed_errors_that_quote_nothing() {
         assert_eq!(err.reason(), reason, "{fault}: {err:?}");
         assert!(err.to_string().contains(detail), "{fault}: {err}");
         assert!(!err.to_string().contains("<html>"), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(4), "{fault}: bounded by the deadline");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{fault}: bounded by the deadline"
+        );
         assert_eq!(
-            fake.calls("POST /identity/resources/users/api-tokens/v1").await,
+            fake.calls("POST /identity/resources/users/api-tokens/v1")
+                .await,
             1,
             "{fault}: a create is sent once, whatever comes back"
         );

@@ -170,4 +170,21 @@ mod tests {
         assert!(!is_label_value("-v"));
         assert!(!is_label_value("a b"));
     }
+
+    #[test]
+    fn fuzz_the_duration_parser() {
+        use proptest::prelude::*;
+        let inputs = prop_oneof![
+            any::<String>(),
+            "([0-9]{1,30}[hmsd ]?){1,5}",
+            "[0-9hms.+-]{0,40}",
+        ];
+        let cases = crate::fuzz::fuzz_for("duration-parser", inputs, crate::fuzz::BUDGET, |s| {
+            if let Ok(d) = parse_duration(&s) {
+                prop_assert!(d <= MAX_LIFETIME, "{s:?} parsed to {d:?}");
+            }
+            Ok(())
+        });
+        assert!(cases > 0);
+    }
 }

@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use std::panic::AssertUnwindSafe;
+
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
@@ -106,7 +108,16 @@ fn run<E: Environment>(
     let fut = controller
         .graceful_shutdown_on(shutdown)
         .run(
-            |env: Arc<E>, ctx: Arc<Context>| async move { check(&*env, &ctx).await },
+            |env: Arc<E>, ctx: Arc<Context>| async move {
+                // As for tokens: a panic fails this one environment, never the process.
+                AssertUnwindSafe(check(&*env, &ctx))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        tracing::error!(environment = %env.name_any(), "environment check panicked");
+                        Err(Error::Internal("the environment check panicked".into()))
+                    })
+            },
             |_, _, ctx| Action::requeue(ctx.config.environment_retry),
             ctx,
         )

@@ -29,8 +29,8 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::api::{
@@ -163,11 +163,26 @@ fn spawn_kind<K: TokenResource>(
         )),
     )
     .touched_objects();
-    let controller = Controller::new(
-        api_for::<K>(client, ns),
-        watcher::Config::default().any_semantic(),
+    // Reconcile on what a user changes (spec via generation, annotations such as the rotate
+    // request, finalizers, deletion), never on our own status writes: a failure whose message
+    // the remote controls would otherwise re-trigger itself at once, bypassing the backoff.
+    let (store, writer) = reflector::store();
+    let trigger = reflector(
+        writer,
+        watcher(
+            api_for::<K>(client, ns),
+            watcher::Config::default().any_semantic(),
+        ),
+    )
+    .applied_objects()
+    .predicate_filter(
+        predicates::generation
+            .combine(predicates::annotations)
+            .combine(predicates::finalizers)
+            .combine(deletion),
+        Default::default(),
     );
-    let store = controller.store();
+    let controller = Controller::for_stream(trigger, store.clone());
     stores.push(wait_ready(store.clone()));
     let default_env = ctx.config.default_environment.clone();
     let by_env = store.clone();
@@ -217,6 +232,18 @@ fn spawn_kind<K: TokenResource>(
             }
         });
     controllers.push(Box::pin(fut));
+}
+
+/// Hashes the deletion timestamp, so that a deletion always reaches the reconciler.
+fn deletion<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    obj.meta()
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Tokens whose (possibly defaulted) environment is the one that changed.

@@ -149,6 +149,12 @@ async fn report<K: TokenResource>(
             ctx.reset_backoff(&key);
             Ok(Action::requeue(outcome.requeue))
         }
+        Err(err @ Error::ReissueThrottled { .. }) if ready_is_false(obj) => {
+            // The condition already says what went wrong with the last create; waiting for
+            // the next one must not hide it.
+            tracing::debug!(object = %key, "reissue waits for --min-reissue-interval");
+            Err(err)
+        }
         Err(err) => {
             let mut status = obj.token_status().cloned().unwrap_or_default();
             let generation = obj.meta().generation;
@@ -178,6 +184,12 @@ async fn report<K: TokenResource>(
             }
         }
     }
+}
+
+fn ready_is_false<K: TokenResource>(obj: &K) -> bool {
+    obj.token_status()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "False")
 }
 
 async fn publish<K: TokenResource>(

@@ -385,4 +385,79 @@ mod tests {
         assert!(err.to_string().contains("data[k]"), "{err}");
         assert!(!err.to_string().contains("s3cr3t-value"));
     }
+
+    #[test]
+    fn fuzz_template_rendering() {
+        use proptest::prelude::*;
+        let piece = prop::sample::select(vec![
+            "{{ ",
+            " }}",
+            "{% ",
+            " %}",
+            "for ",
+            " in ",
+            "if ",
+            "else",
+            "endif",
+            "endfor",
+            "set ",
+            "with",
+            "macro",
+            "secret",
+            "clientId",
+            "token",
+            "tokenId",
+            "loop.index",
+            "|",
+            "tojson",
+            "upper",
+            "trim",
+            "default(",
+            "indent(",
+            "join",
+            "range(",
+            ")",
+            "(",
+            "[",
+            "]",
+            "{",
+            "}",
+            "~",
+            "+",
+            "*",
+            "**",
+            "-",
+            "'x'",
+            "\"y\"",
+            "9999999",
+            ",",
+            ":",
+            "=",
+            ".",
+            " ",
+            "\n",
+            "is defined",
+            "not ",
+            "and ",
+            "recursive",
+        ]);
+        let templates = prop_oneof![
+            prop::collection::vec(piece, 0..40).prop_map(|p| p.concat()),
+            any::<String>(),
+        ];
+        let cases = crate::fuzz::fuzz_for(
+            "template-rendering",
+            templates,
+            crate::fuzz::BUDGET,
+            |source| {
+                let t = [("k".to_string(), source)].into();
+                match render(&t, SecretLayout::ClientCredentials, &cred(), &CTX) {
+                    Ok(out) => prop_assert!(out.values().all(|v| v.len() <= MAX_RENDERED_VALUE)),
+                    Err(e) => prop_assert!(!e.to_string().contains("s3cr3t-value"), "{e}"),
+                }
+                Ok(())
+            },
+        );
+        assert!(cases > 0);
+    }
 }

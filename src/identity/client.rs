@@ -287,7 +287,7 @@ impl IdentityClient {
     pub async fn check_credentials(&self) -> Result<(), IdentityError> {
         if self.breaker.is_open() {
             let mut cached = self.lock_vendor_token().await?;
-            let result = self.authenticate(true).await;
+            let result = self.authenticate().await;
             return self.store_vendor_token(&mut cached, result).map(|_| ());
         }
         self.bearer().await.map(|_| ())
@@ -363,7 +363,8 @@ impl IdentityClient {
         let reauthenticated = std::sync::atomic::AtomicBool::new(false);
         let reauthenticated = &reauthenticated;
         self.with_retries(&endpoint, idempotent, false, || async {
-            let bearer = self.bearer().await?;
+            // Authentication has its own retries and breaker accounting; its failure is final.
+            let bearer = self.bearer().await.map_err(Retry::Auth)?;
             let mut req = self
                 .http
                 .request(method.clone(), &url)
@@ -394,12 +395,13 @@ impl IdentityClient {
     }
 
     /// Runs `attempt` until it succeeds, fails permanently, or the bounded retries and inline
-    /// waits run out. `probe` skips the breaker (the health check that may resume it).
+    /// waits run out. `admitted` skips the breaker: the caller already passed it (an
+    /// authentication inside a request), or is the health check that may resume it.
     async fn with_retries<F, Fut>(
         &self,
         endpoint: &str,
         idempotent: bool,
-        probe: bool,
+        admitted: bool,
         mut attempt: F,
     ) -> Result<Answer, IdentityError>
     where
@@ -414,7 +416,7 @@ impl IdentityClient {
             .build();
         let mut rate_limit_waits = 0usize;
         loop {
-            if !probe {
+            if !admitted {
                 self.breaker.admit(self.options.timeout)?;
             }
             self.wait_for_turn().await?;
@@ -424,6 +426,7 @@ impl IdentityClient {
                     return Ok(answer);
                 }
                 Err(Retry::Now) => continue,
+                Err(Retry::Auth(e)) => return Err(e),
                 Err(Retry::Fail(f)) => f,
             };
             match failure.error {
@@ -474,9 +477,11 @@ impl IdentityClient {
     ) -> Result<Answer, Failure> {
         let _permit = tokio::time::timeout(self.options.max_inline_wait, self.in_flight.acquire())
             .await
+            // Every slot taken for this long means the host is slow, not that we are busy.
             .map_err(|_| {
-                Failure::from(throttled(
-                    "too many requests to this environment are in flight",
+                Failure::from(IdentityError::Unavailable(
+                    "requests to this environment take too long; all in-flight slots are held"
+                        .into(),
                 ))
             })?
             .map_err(|_| Failure::from(throttled("the client is shutting down")))?;
@@ -580,7 +585,8 @@ impl IdentityClient {
             Some(VendorToken::Failed { error, until }) if now < *until => return Err(error.clone()),
             _ => {}
         }
-        let result = self.authenticate(false).await;
+        // Only ever called from inside an admitted request or the health check.
+        let result = self.authenticate().await;
         self.store_vendor_token(&mut cached, result)
     }
 
@@ -590,7 +596,11 @@ impl IdentityClient {
     ) -> Result<tokio::sync::MutexGuard<'_, Option<VendorToken>>, IdentityError> {
         tokio::time::timeout(self.options.max_inline_wait, self.vendor_token.lock())
             .await
-            .map_err(|_| throttled("authentication with Frontegg is still in progress"))
+            .map_err(|_| {
+                IdentityError::Unavailable(
+                    "authentication with Frontegg is taking longer than the inline wait".into(),
+                )
+            })
     }
 
     fn store_vendor_token(
@@ -639,14 +649,14 @@ impl IdentityClient {
         }
     }
 
-    async fn authenticate(&self, probe: bool) -> Result<(SecretString, Duration), IdentityError> {
+    async fn authenticate(&self) -> Result<(SecretString, Duration), IdentityError> {
         let url = format!("{}/auth/vendor", self.env.base_url);
         let body = VendorAuthRequest {
             client_id: &self.env.client_id,
             secret: self.env.secret.expose_secret(),
         };
         let answer = self
-            .with_retries("POST vendor-auth", true, probe, || async {
+            .with_retries("POST vendor-auth", true, true, || async {
                 let req = self.http.post(&url).json(&body);
                 self.send_once("POST vendor-auth", req)
                     .await
@@ -708,6 +718,8 @@ fn throttled(why: &str) -> IdentityError {
 enum Retry {
     /// Try again immediately (after a vendor token refresh).
     Now,
+    /// Getting a vendor token failed; already retried and accounted for.
+    Auth(IdentityError),
     Fail(Failure),
 }
 
@@ -994,5 +1006,93 @@ mod tests {
     fn path_segments_are_escaped() {
         assert_eq!(encode_path_segment("a b/c"), "a%20b%2Fc");
         assert_eq!(encode_path_segment("3f2a-11"), "3f2a-11");
+    }
+
+    #[test]
+    fn fuzz_response_decoding() {
+        use crate::identity::*;
+        use proptest::prelude::*;
+        const MARKER: &str = "s3cr3t-marker-0123456789";
+        let json_value = prop_oneof![
+            Just(json_marker()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|n| n.to_string()),
+            Just("null".to_string()),
+            "[a-zA-Z0-9 ]{0,12}".prop_map(|s| format!("\"{s}\"")),
+        ];
+        fn json_marker() -> String {
+            format!("\"{MARKER}\"")
+        }
+        let field = prop::sample::select(vec![
+            "clientId",
+            "secret",
+            "id",
+            "accessToken",
+            "accessTokens",
+            "expires",
+            "expiresIn",
+            "token",
+            "description",
+            "errors",
+            "roleIds",
+            "metadata",
+            "createdAt",
+        ]);
+        let object = prop::collection::vec((field, json_value), 0..8).prop_map(|fields| {
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", body.join(","))
+        });
+        let bodies = prop_oneof![
+            object.clone(),
+            object.prop_map(|o| format!("[{o}]")),
+            prop::collection::vec(any::<u8>(), 0..256)
+                .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+            "[\\[\\]{}\":,0-9a-z .eE+-]{0,120}",
+        ];
+        let inputs = (bodies, any::<u16>(), "[ -~]{0,40}", "[ -~]{0,40}");
+        let cases = crate::fuzz::fuzz_for(
+            "response-decoding",
+            inputs,
+            crate::fuzz::BUDGET,
+            |(body, status, retry_after, reset)| {
+                let bytes = body.as_bytes();
+                let quiet = |e: IdentityError| {
+                    prop_assert!(!e.to_string().contains(MARKER), "{e}");
+                    Ok(())
+                };
+                macro_rules! each {
+                ($($t:ty),*) => {$(
+                    if let Err(e) = decode::<$t>(bytes) { quiet(e)?; }
+                )*};
+            }
+                each!(
+                    CreatedUserApiToken,
+                    Vec<ListedUserApiToken>,
+                    CreatedTenantApiToken,
+                    Vec<ListedTenantApiToken>,
+                    CreatedAccessToken,
+                    AccessTokenList,
+                    VendorAuthResponse
+                );
+                let mut headers = HeaderMap::new();
+                if let Ok(v) = HeaderValue::from_str(&retry_after) {
+                    headers.insert("retry-after", v);
+                }
+                if let Ok(v) = HeaderValue::from_str(&reset) {
+                    headers.insert("x-rate-limit-reset", v);
+                }
+                let now = Timestamp::now();
+                let max = Duration::from_secs(900);
+                let at = rate_limit_reset(&headers, now, max);
+                prop_assert!(at >= now && at <= now + max);
+                // Frontegg's own `errors` messages are shown by design, but only a few, short ones.
+                if let Ok(status) = StatusCode::from_u16(status.clamp(100, 999)) {
+                    let e = classify(status, &headers, bytes, max);
+                    prop_assert!(e.to_string().chars().count() <= 700, "{e}");
+                }
+                Ok(())
+            },
+        );
+        assert!(cases > 0);
     }
 }

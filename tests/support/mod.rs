@@ -424,6 +424,25 @@ impl Operator {
         self.process.take();
     }
 
+    /// The process id while the process runs; None once it has exited (or was stopped).
+    pub fn running_pid(&mut self) -> Option<u32> {
+        let process = self.process.as_mut()?;
+        match process.0.try_wait() {
+            Ok(None) => Some(process.0.id()),
+            _ => None,
+        }
+    }
+
+    /// Peak resident memory (VmHWM) in KiB.
+    pub fn peak_rss_kib(&mut self) -> Option<u64> {
+        let pid = self.running_pid()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
