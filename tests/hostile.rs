@@ -351,6 +351,67 @@ async fn no_token_author_and_no_remote_endpoint_can_crash_loop_starve_or_bloat_t
     assert!(failures.is_empty(), "{}\n{table}", failures.join("\n"));
 }
 
+/// Cases that are one fault on the case's fake and one token of a kind: name, what should
+/// happen, the fake's faults, the kind, and the Ready status and reason it should reach.
+const FAULT_CASES: [(&str, &str, &str, &str, &str, &str); 7] = [
+    (
+        "retry-after",
+        "Ready=False RateLimited; the reset is clamped to 15 min",
+        r#"{"rateLimitRate": 1.0, "rateLimitRetryAfter": "999999999999", "pathPrefix": "/identity"}"#,
+        "UserAccessToken",
+        "False",
+        "RateLimited",
+    ),
+    (
+        "vendor-lifetime",
+        "issued normally; the vendor token lifetime is clamped to 24 h",
+        r#"{"vendorExpiresIn": 1e19}"#,
+        "UserAccessToken",
+        "True",
+        "TokenReady",
+    ),
+    (
+        "huge-body",
+        "Ready=False InvalidResponse; the body is cut at 1 MiB",
+        r#"{"hugeBodyNext": 1000, "pathPrefix": "/identity"}"#,
+        "UserAccessToken",
+        "False",
+        "InvalidResponse",
+    ),
+    (
+        "commit-drop",
+        "the create is never re-sent; Ready=False FronteggUnavailable",
+        r#"{"dropAfterCommitNext": 1000, "pathPrefix": "/identity/resources/users/access-tokens"}"#,
+        "UserAccessToken",
+        "False",
+        "FronteggUnavailable",
+    ),
+    (
+        "garbage",
+        "Ready=False InvalidResponse (an HTML 200), quoting nothing",
+        r#"{"garbageNext": 1000, "pathPrefix": "/identity"}"#,
+        "UserAccessToken",
+        "False",
+        "InvalidResponse",
+    ),
+    (
+        "wrong-types",
+        "Ready=False InvalidResponse",
+        r#"{"wrongTypesNext": 1000, "pathPrefix": "/identity"}"#,
+        "UserApiToken",
+        "False",
+        "InvalidResponse",
+    ),
+    (
+        "slow-drip",
+        "Ready=False FronteggUnavailable after the 10 s deadline",
+        r#"{"slowDripNext": 1000, "pathPrefix": "/identity"}"#,
+        "UserAccessToken",
+        "False",
+        "FronteggUnavailable",
+    ),
+];
+
 /// Runs one case; returns what it should do and what happened (Err: not what it should).
 async fn run_case(
     name: &str,
@@ -369,6 +430,21 @@ async fn run_case(
         }
     };
     let within = Duration::from_secs(30);
+    if let Some((_, expected, faults, kind, status, reason)) =
+        FAULT_CASES.iter().find(|c| c.0 == name)
+    {
+        case.fake
+            .set_faults(serde_json::from_str(faults).expect("faults"))
+            .await;
+        try_apply(client, &case.token(kind, "t", json!({})))
+            .await
+            .expect("apply");
+        let plural = format!("{}s", kind.to_lowercase());
+        return (
+            expected,
+            wait_reason(client, ns, &plural, "t", status, &[reason], within).await,
+        );
+    }
     match name {
         "renew-overflow" => (
             "refused at admission, no panic",
@@ -432,65 +508,6 @@ async fn run_case(
                 .await,
             )
         }
-        "retry-after" => {
-            case.fake.set_faults(json!({"rateLimitRate": 1.0, "rateLimitRetryAfter": "999999999999", "pathPrefix": "/identity"})).await;
-            try_apply(client, &case.token("UserAccessToken", "t", json!({})))
-                .await
-                .expect("apply");
-            (
-                "Ready=False RateLimited; the reset is clamped to 15 min",
-                wait_reason(
-                    client,
-                    ns,
-                    "useraccesstokens",
-                    "t",
-                    "False",
-                    &["RateLimited"],
-                    within,
-                )
-                .await,
-            )
-        }
-        "vendor-lifetime" => {
-            case.fake.set_faults(json!({"vendorExpiresIn": 1e19})).await;
-            try_apply(client, &case.token("UserAccessToken", "t", json!({})))
-                .await
-                .expect("apply");
-            (
-                "issued normally; the vendor token lifetime is clamped to 24 h",
-                wait_reason(
-                    client,
-                    ns,
-                    "useraccesstokens",
-                    "t",
-                    "True",
-                    &["TokenReady"],
-                    within,
-                )
-                .await,
-            )
-        }
-        "huge-body" => {
-            case.fake
-                .set_faults(json!({"hugeBodyNext": 1000, "pathPrefix": "/identity"}))
-                .await;
-            try_apply(client, &case.token("UserAccessToken", "t", json!({})))
-                .await
-                .expect("apply");
-            (
-                "Ready=False InvalidResponse; the body is cut at 1 MiB",
-                wait_reason(
-                    client,
-                    ns,
-                    "useraccesstokens",
-                    "t",
-                    "False",
-                    &["InvalidResponse"],
-                    within,
-                )
-                .await,
-            )
-        }
         "never-answers" => {
             case.fake.set_faults(json!({"hangNext": 100000})).await;
             for i in 0..6 {
@@ -510,88 +527,6 @@ async fn run_case(
                     ns,
                     "useraccesstokens",
                     "t0",
-                    "False",
-                    &["FronteggUnavailable"],
-                    within,
-                )
-                .await,
-            )
-        }
-        "commit-drop" => {
-            case.fake.set_faults(json!({"dropAfterCommitNext": 1000, "pathPrefix": "/identity/resources/users/access-tokens"})).await;
-            try_apply(client, &case.token("UserAccessToken", "t", json!({})))
-                .await
-                .expect("apply");
-            (
-                "the create is never re-sent; Ready=False FronteggUnavailable",
-                wait_reason(
-                    client,
-                    ns,
-                    "useraccesstokens",
-                    "t",
-                    "False",
-                    &["FronteggUnavailable"],
-                    within,
-                )
-                .await,
-            )
-        }
-        "garbage" => {
-            case.fake
-                .set_faults(json!({"garbageNext": 1000, "pathPrefix": "/identity"}))
-                .await;
-            try_apply(client, &case.token("UserAccessToken", "t", json!({})))
-                .await
-                .expect("apply");
-            (
-                "Ready=False InvalidResponse (an HTML 200), quoting nothing",
-                wait_reason(
-                    client,
-                    ns,
-                    "useraccesstokens",
-                    "t",
-                    "False",
-                    &["InvalidResponse"],
-                    within,
-                )
-                .await,
-            )
-        }
-        "wrong-types" => {
-            case.fake
-                .set_faults(json!({"wrongTypesNext": 1000, "pathPrefix": "/identity"}))
-                .await;
-            try_apply(client, &case.token("UserApiToken", "t", json!({})))
-                .await
-                .expect("apply");
-            (
-                "Ready=False InvalidResponse",
-                wait_reason(
-                    client,
-                    ns,
-                    "userapitokens",
-                    "t",
-                    "False",
-                    &["InvalidResponse"],
-                    within,
-                )
-                .await,
-            )
-        }
-        "slow-drip" => {
-            case.fake
-                .set_faults(json!({"slowDripNext": 1000, "pathPrefix": "/identity"}))
-                .await;
-            try_apply(client, &case.token("UserAccessToken", "t", json!({})))
-                .await
-                .expect("apply");
-            (
-                "Ready=False FronteggUnavailable after the 10 s deadline",
-                wait_reason(
-                    client,
-                    ns,
-                    "useraccesstokens",
-                    "t",
                     "False",
                     &["FronteggUnavailable"],
                     within,

@@ -6,6 +6,8 @@ mod drift;
 mod environment;
 mod environments;
 mod error;
+#[cfg(test)]
+mod fixtures;
 mod kinds;
 mod plan;
 mod reconcile;

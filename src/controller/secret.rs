@@ -130,44 +130,12 @@ pub fn matches(live: &Secret, desired: &Secret) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{SecretTemplate, TokenCommonSpec, UserApiToken, UserApiTokenSpec};
+    use crate::api::{SecretTemplate, UserApiToken};
+    use crate::controller::fixtures::{CONTEXT as CTX, credential as cred, user_api_token};
 
     fn token() -> UserApiToken {
-        let mut t = UserApiToken::new(
-            "ci",
-            UserApiTokenSpec {
-                common: TokenCommonSpec {
-                    environment_ref: None,
-                    tenant_id: "t1".into(),
-                    description: None,
-                    expires_in_minutes: None,
-                    expires_in: None,
-                    renew_before: None,
-                    secret: Default::default(),
-                    deletion_policy: Default::default(),
-                },
-                user_id: "u1".into(),
-                metadata: None,
-            },
-        );
-        t.metadata.namespace = Some("ns".into());
-        t.metadata.uid = Some("uid-1".into());
-        t
+        user_api_token(|_| {})
     }
-
-    fn cred() -> Credential {
-        Credential {
-            id: "cid".into(),
-            secret: SecretString::from("s3cr3t-value"),
-            expires_at: None,
-        }
-    }
-
-    const CTX: SecretContext<'static> = SecretContext {
-        base_url: "https://api.frontegg.com",
-        tenant_id: "t1",
-        user_id: Some("u1"),
-    };
 
     #[test]
     fn api_token_secret_has_client_credentials_keys_labels_and_owner() {

@@ -291,21 +291,14 @@ impl io::Write for CappedBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::SecretString;
+    use crate::controller::fixtures::{CONTEXT as CTX, credential};
 
     fn cred() -> Credential {
         Credential {
-            id: "cid".into(),
-            secret: SecretString::from("s3cr3t-value"),
             expires_at: Some("2030-01-01T00:00:00Z".into()),
+            ..credential()
         }
     }
-
-    const CTX: SecretContext<'static> = SecretContext {
-        base_url: "https://api.frontegg.com",
-        tenant_id: "t1",
-        user_id: Some("u1"),
-    };
 
     fn one(source: &str) -> Result<String, Error> {
         let t = [("k".to_string(), source.to_string())].into();

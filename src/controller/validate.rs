@@ -212,31 +212,8 @@ fn probe_credential() -> Credential {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{SecretTemplate, TokenCommonSpec, UserApiToken, UserApiTokenSpec};
-
-    fn token(f: impl FnOnce(&mut TokenCommonSpec)) -> UserApiToken {
-        let mut common = TokenCommonSpec {
-            environment_ref: None,
-            tenant_id: "t1".into(),
-            description: None,
-            expires_in_minutes: None,
-            expires_in: None,
-            renew_before: None,
-            secret: Default::default(),
-            deletion_policy: Default::default(),
-        };
-        f(&mut common);
-        let mut t = UserApiToken::new(
-            "ci",
-            UserApiTokenSpec {
-                common,
-                user_id: "u1".into(),
-                metadata: None,
-            },
-        );
-        t.metadata.namespace = Some("ns".into());
-        t
-    }
+    use crate::api::{SecretTemplate, TokenCommonSpec};
+    use crate::controller::fixtures::user_api_token as token;
 
     fn refused(f: impl FnOnce(&mut TokenCommonSpec)) -> String {
         let err = desired_state(&token(f)).unwrap_err();
