@@ -95,6 +95,10 @@ struct RunArgs {
     /// (rotation, repair, a spec change). 0s turns the guard off.
     #[arg(long, env = "MIN_REISSUE_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     min_reissue_interval: Duration,
+    /// How long a replaced token keeps working after its successor is in the Secret, so that
+    /// workloads switch first (spec.rotation.gracePeriod overrides it per resource).
+    #[arg(long, env = "GRACE_PERIOD", default_value = "10m", value_parser = humantime::parse_duration)]
+    grace_period: Duration,
     /// Only serve ClusterFronteggEnvironments matching this label selector.
     #[arg(long, env = "CLUSTER_ENVIRONMENT_SELECTOR")]
     cluster_environment_selector: Option<String>,
@@ -210,6 +214,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         burst: args.burst,
         request_timeout: args.request_timeout,
         min_reissue_interval: args.min_reissue_interval,
+        grace_period: args.grace_period,
     };
     let ctx = Arc::new(controller::Context::new(
         client.clone(),

@@ -61,6 +61,7 @@ pub struct Metrics {
     pub rate_limiter_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     pub tokens_managed: Family<ManagedLabels, Gauge>,
     pub token_expiry: Family<TokenLabels, Gauge>,
+    pub next_renewal: Family<TokenLabels, Gauge>,
     pub issued: Family<KindLabels, Counter>,
     pub rotations: Family<KindLabels, Counter>,
     pub revocations: Family<KindLabels, Counter>,
@@ -82,6 +83,7 @@ impl Metrics {
             rate_limiter_wait_seconds: Counter::default(),
             tokens_managed: Family::default(),
             token_expiry: Family::default(),
+            next_renewal: Family::default(),
             issued: Family::default(),
             rotations: Family::default(),
             revocations: Family::default(),
@@ -129,6 +131,11 @@ impl Metrics {
             "token_expiry_timestamp_seconds",
             "Expiry of each managed token (Unix seconds)",
             m.token_expiry.clone(),
+        );
+        registry.register(
+            "token_next_renewal_timestamp_seconds",
+            "When each managed token will be replaced (Unix seconds)",
+            m.next_renewal.clone(),
         );
         registry.register("tokens_issued", "Remote tokens created", m.issued.clone());
         registry.register(

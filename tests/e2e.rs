@@ -459,8 +459,12 @@ async fn tenant_api_token_changes_are_patched_in_place() {
     .expect("patch spec");
     wait_for(Duration::from_secs(60), "remote token patched", || async {
         let t = env.fake.token(&id).await?;
-        (t["description"] == "billing v2" && t["roleIds"] == json!(["role-a", "role-b"]))
-            .then_some(())
+        // The operator's mark stays on the description: ` [k8s:<uid>/<attempt>]`.
+        (t["description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("billing v2 [k8s:"))
+            && t["roleIds"] == json!(["role-a", "role-b"]))
+        .then_some(())
     })
     .await;
     let obj = env
@@ -719,4 +723,82 @@ async fn a_burst_of_resources_gets_exactly_one_token_each() {
         "one create per resource"
     );
     assert_eq!(env.fake.tokens().await.len(), 20);
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_old_token_valid_through_the_grace_period() {
+    let env = TestEnv::start("grace").await;
+    env.apply(&json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserApiToken","metadata":{"name":"g"},
+                      "spec":{"tenantId":"t","userId":"u","rotation":{"gracePeriod":"4s"}}}).to_string()).await;
+    let first = ready_token_id(&env.wait_ready("userapitokens", "g", "True", None).await);
+    let api = dynamic_api(&env.client, Some(&env.ns), "userapitokens");
+    api.patch(
+        "g",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"tokens.frontegg-operator.io/rotate": "1"}}}),
+        ),
+    )
+    .await
+    .expect("annotate");
+    // The switch: the Secret holds the new token while the old one is still valid remotely.
+    let (second, not_before) = wait_for(Duration::from_secs(60), "rotated", || async {
+        let obj = env.get("userapitokens", "g").await?;
+        let current = obj["status"]["current"]["id"].as_str()?.to_string();
+        let pending = obj["status"]["pendingRevocations"]
+            .as_array()?
+            .first()?
+            .clone();
+        (current != first && pending["id"] == first).then(|| {
+            let at: jiff::Timestamp = pending["notBefore"]
+                .as_str()
+                .expect("notBefore")
+                .parse()
+                .expect("time");
+            (current, at)
+        })
+    })
+    .await;
+    assert_eq!(
+        secret_data(&env.secret("g").await.expect("secret"))["clientId"],
+        second
+    );
+    assert!(
+        env.fake.token(&first).await.is_some(),
+        "the old token still works at the switch"
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "old token revoked after the grace period",
+        || async { env.fake.token(&first).await.is_none().then_some(()) },
+    )
+    .await;
+    let revoked_at: jiff::Timestamp = env
+        .fake
+        .call_log()
+        .await
+        .iter()
+        .find(|c| {
+            c["route"] == "DELETE /identity/resources/users/api-tokens/v1/{id}"
+                && c["status"] == 200
+        })
+        .and_then(|c| c["at"].as_str()?.parse().ok())
+        .expect("a revocation");
+    assert!(
+        revoked_at >= not_before,
+        "revoked at {revoked_at}, grace until {not_before}"
+    );
+    assert_eq!(
+        env.fake
+            .calls("POST /identity/resources/users/api-tokens/v1")
+            .await,
+        2,
+        "one rotation, one create"
+    );
+    let obj = env.wait_ready("userapitokens", "g", "True", None).await;
+    assert!(obj["status"]["pendingRevocations"].is_null());
+    assert!(
+        obj["status"]["nextRenewal"].is_null(),
+        "a token without expiry is never renewed"
+    );
 }

@@ -272,6 +272,18 @@ async fn metrics_report_the_scenario() {
         Some(2.0),
         "one revocation from the rotation, one from the deletion"
     );
+    // The metric counts what Frontegg revoked: exactly the successful DELETEs it answered.
+    let deletes = env
+        .fake
+        .call_log()
+        .await
+        .into_iter()
+        .filter(|c| {
+            c["route"] == "DELETE /identity/resources/users/api-tokens/v1/{id}"
+                && c["status"] == 200
+        })
+        .count();
+    assert_eq!(deletes, 2);
     assert_eq!(metric(&text, &managed), Some(0.0));
     assert_eq!(
         metric(&text, &expiry),

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 /// Longest token lifetime and `renewBefore`: Frontegg's own maximum (5,256,000 minutes).
 pub const MAX_LIFETIME: Duration = Duration::from_secs(5_256_000 * 60);
+/// Longest grace period in which a replaced token keeps working.
+pub const MAX_GRACE_PERIOD: Duration = Duration::from_secs(168 * 3600);
 /// Shortest token lifetime.
 pub const MIN_LIFETIME: Duration = Duration::from_secs(60);
 /// Longest duration string (`8760h30m15s` is 11 characters).

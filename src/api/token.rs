@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 
+use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 
@@ -114,14 +115,18 @@ pub struct TokenCommonSpec {
         validation = Rule::new("self.matches('^([0-9]+(h|m|s))+$') && duration(self) >= duration('1m') && duration(self) <= duration('87600h')").message("expiresIn must be a duration like 720h or 90m, from 1m to 87600h")
     )]
     pub expires_in: Option<String>,
-    /// Rotate this long before expiry (e.g. `24h`); shorter than the lifetime. Defaults to a
-    /// third of the lifetime.
+    /// Rotate this long before expiry: a duration shorter than the lifetime (e.g. `24h`), or
+    /// a share of the lifetime from 1% to 99% (e.g. `33%`, as cert-manager's
+    /// renewBeforePercentage). Defaults to a third of the lifetime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     #[x_kube(
-        validation = Rule::new("self.matches('^([0-9]+(h|m|s))+$') && duration(self) <= duration('87600h')").message("renewBefore must be a duration like 24h or 30m, at most 87600h")
+        validation = Rule::new("self.matches('^[1-9][0-9]?%$') || (self.matches('^([0-9]+(h|m|s))+$') && duration(self) <= duration('87600h'))").message("renewBefore must be a duration like 24h or 30m (at most 87600h), or a percentage like 33%")
     )]
     pub renew_before: Option<String>,
+    /// How tokens are replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationSpec>,
     /// Where to write the credential.
     #[serde(default)]
     pub secret: SecretTarget,
@@ -136,11 +141,13 @@ pub struct TokenCommonSpec {
 pub struct IssuedTokenRecord {
     /// Frontegg token ID (clientId for API tokens). Not a secret.
     pub id: String,
-    /// When the operator issued it (RFC 3339).
-    pub issued_at: String,
-    /// When it expires (RFC 3339); absent for tokens that never expire.
+    /// When the operator issued it.
+    #[schemars(schema_with = "timestamp")]
+    pub issued_at: Timestamp,
+    /// When it expires; absent for tokens that never expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
+    #[schemars(schema_with = "optional_timestamp")]
+    pub expires_at: Option<Timestamp>,
     /// Secret that holds it.
     pub secret_name: String,
     /// Digest of the spec fields it was issued from; a change requires a new token.
@@ -148,9 +155,16 @@ pub struct IssuedTokenRecord {
     /// Digest of the fields that can be patched in place (TenantApiToken).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patched_spec_hash: Option<String>,
+    /// The issuance attempt that created it; part of the marker in its remote description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_id: Option<String>,
+    /// SHA-256 of the credential written to the Secret, to detect a Secret edited by hand.
+    /// Frontegg's secrets are long random values, so the digest reveals nothing about them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_digest: Option<String>,
 }
 
-/// A superseded remote token whose revocation has not succeeded yet.
+/// A superseded remote token whose revocation has not happened yet.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PendingRevocation {
@@ -158,6 +172,26 @@ pub struct PendingRevocation {
     pub id: String,
     /// Why it was superseded.
     pub reason: String,
+    /// Not revoked before this time: the grace period in which workloads still holding it
+    /// pick up its replacement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_timestamp")]
+    pub not_before: Option<Timestamp>,
+}
+
+/// A remote create that was started and not yet recorded: the issuance journal. If the
+/// operator stops between the create and the status write, the next pass finds the token by
+/// its marker and either adopts it (the Secret holds it) or revokes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssueIntent {
+    /// Random id of this attempt, carried in the remote token's description marker.
+    pub attempt_id: String,
+    /// When the attempt started.
+    #[schemars(schema_with = "timestamp")]
+    pub started_at: Timestamp,
+    /// Why a token is being issued (Initial, Rotation, ...).
+    pub operation: String,
 }
 
 /// The last remote operation the operator attempted, for crash recovery and diagnosis.
@@ -168,8 +202,9 @@ pub struct AttemptRecord {
     pub operation: String,
     /// Succeeded or the failure reason.
     pub result: String,
-    /// When it was attempted (RFC 3339).
-    pub at: String,
+    /// When it was attempted.
+    #[schemars(schema_with = "timestamp")]
+    pub at: Timestamp,
 }
 
 /// Observed state of a token resource (kstatus compatible: `Ready` + `observedGeneration`).
@@ -188,12 +223,42 @@ pub struct TokenStatus {
     /// Superseded remote tokens still to be revoked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_revocations: Vec<PendingRevocation>,
+    /// A remote create in progress (the issuance journal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_issue: Option<IssueIntent>,
+    /// When the current token will be replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_timestamp")]
+    pub next_renewal: Option<Timestamp>,
     /// The last remote operation attempted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempt: Option<AttemptRecord>,
     /// The last value of the rotate annotation that was acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_rotation_request: Option<String>,
+}
+
+fn timestamp(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "format": "date-time" })
+}
+
+fn optional_timestamp(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "string", "format": "date-time", "nullable": true })
+}
+
+/// How rotation replaces a token.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationSpec {
+    /// How long a replaced token keeps working after the Secret switched to its successor,
+    /// so that workloads pick up the new one first (kubelet refreshes mounted Secrets within
+    /// about a minute). Defaults to the operator's --grace-period (10m); at most 168h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(
+        validation = Rule::new("self.matches('^([0-9]+(h|m|s))+$') && duration(self) <= duration('168h')").message("gracePeriod must be a duration like 10m, at most 168h")
+    )]
+    pub grace_period: Option<String>,
 }
 
 /// A user's client-credentials (API) token: the Secret gets `clientId` and `secret`.
@@ -407,7 +472,7 @@ pub struct TenantAccessTokenSpec {
 }
 
 /// `renewBefore` must leave part of the lifetime before renewal, or every pass would renew.
-const RENEW_BEFORE_RULE: &str = "!has(self.renewBefore) || ((!has(self.expiresIn) || duration(self.renewBefore) < duration(self.expiresIn)) && (!has(self.expiresInMinutes) || duration(self.renewBefore).getSeconds() < self.expiresInMinutes * 60))";
+const RENEW_BEFORE_RULE: &str = "!has(self.renewBefore) || self.renewBefore.endsWith('%') || ((!has(self.expiresIn) || duration(self.renewBefore) < duration(self.expiresIn)) && (!has(self.expiresInMinutes) || duration(self.renewBefore).getSeconds() < self.expiresInMinutes * 60))";
 const RENEW_BEFORE_MESSAGE: &str = "renewBefore must be shorter than the token lifetime";
 
 /// A string map whose keys and values admission checks with CEL and length limits.

@@ -28,6 +28,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// At most one remote create per resource per this interval.
     pub min_reissue_interval: Duration,
+    /// How long a replaced token keeps working, unless the resource says otherwise.
+    pub grace_period: Duration,
 }
 
 /// Everything a reconcile needs, shared by all controllers.

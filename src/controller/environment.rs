@@ -11,6 +11,7 @@ use kube::core::{Selector, SelectorExt};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
+use super::error::KubeContext;
 use super::{Context, Error};
 use crate::api::{
     ClusterFronteggEnvironment, EnvironmentConnection, EnvironmentKind, EnvironmentRef,
@@ -87,25 +88,27 @@ pub async fn resolve(
     match env_ref.kind {
         EnvironmentKind::FronteggEnvironment => {
             let api: Api<FronteggEnvironment> = Api::namespaced(ctx.client.clone(), namespace);
-            let env =
-                api.get_opt(&env_ref.name)
-                    .await?
-                    .ok_or_else(|| Error::EnvironmentNotFound {
-                        kind: "FronteggEnvironment",
-                        name: format!("{namespace}/{}", env_ref.name),
-                    })?;
+            let env = api
+                .get_opt(&env_ref.name)
+                .await
+                .context("read the FronteggEnvironment")?
+                .ok_or_else(|| Error::EnvironmentNotFound {
+                    kind: "FronteggEnvironment",
+                    name: format!("{namespace}/{}", env_ref.name),
+                })?;
             let client = client_for(ctx, &key, &env.spec.connection, namespace).await?;
             Ok(Resolved { key, client })
         }
         EnvironmentKind::ClusterFronteggEnvironment => {
             let api: Api<ClusterFronteggEnvironment> = Api::all(ctx.client.clone());
-            let env =
-                api.get_opt(&env_ref.name)
-                    .await?
-                    .ok_or_else(|| Error::EnvironmentNotFound {
-                        kind: "ClusterFronteggEnvironment",
-                        name: env_ref.name.clone(),
-                    })?;
+            let env = api
+                .get_opt(&env_ref.name)
+                .await
+                .context("read the ClusterFronteggEnvironment")?
+                .ok_or_else(|| Error::EnvironmentNotFound {
+                    kind: "ClusterFronteggEnvironment",
+                    name: env_ref.name.clone(),
+                })?;
             if !namespace_allowed(ctx, &env, namespace).await? {
                 return Err(Error::NamespaceNotAllowed {
                     namespace: namespace.into(),
@@ -154,7 +157,8 @@ async fn namespace_allowed(
     })?;
     let ns = Api::<Namespace>::all(ctx.client.clone())
         .get_opt(namespace)
-        .await?;
+        .await
+        .context("read the token's Namespace")?;
     let labels = ns.and_then(|n| n.metadata.labels).unwrap_or_default();
     Ok(selector.matches(&labels))
 }
@@ -169,7 +173,8 @@ pub async fn client_for(
     let secret_ref = &conn.credentials_secret_ref;
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), secret_namespace)
         .get_opt(&secret_ref.name)
-        .await?
+        .await
+        .context("read the environment's credentials Secret")?
         .ok_or_else(|| {
             Error::CredentialsInvalid(format!(
                 "Secret {secret_namespace}/{} not found",

@@ -15,7 +15,8 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::environment::{client_for, environment_key};
-use super::reconcile::FIELD_MANAGER;
+use super::error::KubeContext;
+use super::status::FIELD_MANAGER;
 use super::{Context, Error, conditions};
 use crate::api::{
     ClusterFronteggEnvironment, EnvironmentConnection, EnvironmentKind, EnvironmentRef,
@@ -169,7 +170,8 @@ async fn check<E: Environment>(env: &E, ctx: &Context) -> Result<Action, Error> 
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&patch),
             )
-            .await?;
+            .await
+            .context("write the environment status")?;
     }
     Ok(Action::requeue(if result.is_ok() {
         ctx.config.resync

@@ -32,8 +32,13 @@ pub enum Error {
         "cannot revoke the remote token: {cause}. To delete the resource without revoking, set spec.deletionPolicy to Orphan"
     )]
     RevocationFailed { cause: Box<Error> },
-    #[error("Kubernetes API error: {0}")]
-    Kube(#[from] kube::Error),
+    /// A Kubernetes call failed; `action` names the call site ("write the Secret").
+    #[error("could not {action}: {source}")]
+    Kube {
+        action: &'static str,
+        #[source]
+        source: kube::Error,
+    },
     #[error(
         "a token was issued for this resource less than --min-reissue-interval ago; the next one waits for it"
     )]
@@ -43,6 +48,17 @@ pub enum Error {
     /// An operator bug (a panic, an impossible state): never the user's input.
     #[error("internal error: {0}; this is a bug in the operator, please report it")]
     Internal(String),
+}
+
+/// Names the Kubernetes call a failure came from.
+pub trait KubeContext<T> {
+    fn context(self, action: &'static str) -> Result<T, Error>;
+}
+
+impl<T> KubeContext<T> for Result<T, kube::Error> {
+    fn context(self, action: &'static str) -> Result<T, Error> {
+        self.map_err(|source| Error::Kube { action, source })
+    }
 }
 
 impl Error {
@@ -57,7 +73,7 @@ impl Error {
             Error::Identity(IdentityError::Transient(_)) => "FronteggUnavailable",
             Error::Identity(e) => e.reason(),
             Error::RevocationFailed { .. } => "RevocationFailed",
-            Error::Kube(_) => "KubernetesError",
+            Error::Kube { .. } => "KubernetesError",
             Error::ReissueThrottled { .. } => "ReissueThrottled",
             Error::SecretRejected(_) => "InvalidSpec",
             Error::Internal(_) => "InternalError",
@@ -69,7 +85,7 @@ impl Error {
     pub fn is_permanent(&self) -> bool {
         match self {
             Error::Identity(e) => !e.is_retryable(),
-            Error::Kube(_) | Error::ReissueThrottled { .. } | Error::Internal(_) => false,
+            Error::Kube { .. } | Error::ReissueThrottled { .. } | Error::Internal(_) => false,
             Error::RevocationFailed { cause } => cause.is_permanent(),
             _ => true,
         }

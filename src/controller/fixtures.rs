@@ -19,6 +19,7 @@ pub fn user_api_token(edit: impl FnOnce(&mut TokenCommonSpec)) -> UserApiToken {
         expires_in_minutes: None,
         expires_in: None,
         renew_before: None,
+        rotation: None,
         secret: Default::default(),
         deletion_policy: Default::default(),
     };

@@ -46,16 +46,19 @@ pub trait TokenResource:
     fn user_id(&self) -> Option<&str> {
         None
     }
+    /// The create body; `description` is the spec's, with the operator's mark.
     fn create_request(
         &self,
         expires_in_minutes: Option<u64>,
+        description: String,
     ) -> <Self::Endpoint as TokenEndpoint>::Create;
     /// Fields that can only change by issuing a new token (hashed into the status).
     fn kind_issue_fields(&self) -> Value {
         Value::Null
     }
-    /// The in-place update for kinds Frontegg can patch (tenant API tokens only).
-    fn patch_request(&self) -> Option<UpdateTenantApiToken> {
+    /// The in-place update for kinds Frontegg can patch (tenant API tokens only), with
+    /// `description` (the spec's, marked when sent).
+    fn patch_request(&self, _description: String) -> Option<UpdateTenantApiToken> {
         None
     }
     /// Bounds on the kind's own fields (ids, metadata), checked before any remote call.
@@ -77,9 +80,13 @@ impl TokenResource for UserApiToken {
     fn user_id(&self) -> Option<&str> {
         Some(&self.spec.user_id)
     }
-    fn create_request(&self, expires_in_minutes: Option<u64>) -> CreateUserApiToken {
+    fn create_request(
+        &self,
+        expires_in_minutes: Option<u64>,
+        description: String,
+    ) -> CreateUserApiToken {
         CreateUserApiToken {
-            description: self.spec.common.description.clone(),
+            description: Some(description),
             expires_in_minutes,
             metadata: self.spec.metadata.clone(),
         }
@@ -105,9 +112,13 @@ impl TokenResource for UserAccessToken {
     fn user_id(&self) -> Option<&str> {
         Some(&self.spec.user_id)
     }
-    fn create_request(&self, expires_in_minutes: Option<u64>) -> CreateUserAccessToken {
+    fn create_request(
+        &self,
+        expires_in_minutes: Option<u64>,
+        description: String,
+    ) -> CreateUserAccessToken {
         CreateUserAccessToken {
-            description: self.spec.common.description.clone(),
+            description: Some(description),
             expires_in_minutes,
         }
     }
@@ -126,18 +137,22 @@ impl TokenResource for TenantApiToken {
     fn token_status(&self) -> Option<&TokenStatus> {
         self.status.as_ref()
     }
-    fn create_request(&self, expires_in_minutes: Option<u64>) -> CreateTenantApiToken {
+    fn create_request(
+        &self,
+        expires_in_minutes: Option<u64>,
+        description: String,
+    ) -> CreateTenantApiToken {
         CreateTenantApiToken {
-            description: self.spec.common.description.clone(),
+            description: Some(description),
             expires_in_minutes,
             metadata: self.spec.metadata.clone(),
             role_ids: self.spec.role_ids.clone(),
             permission_ids: self.spec.permission_ids.clone(),
         }
     }
-    fn patch_request(&self) -> Option<UpdateTenantApiToken> {
+    fn patch_request(&self, description: String) -> Option<UpdateTenantApiToken> {
         Some(UpdateTenantApiToken {
-            description: Some(self.spec.common.description.clone().unwrap_or_default()),
+            description: Some(description),
             metadata: Some(self.spec.metadata.clone().unwrap_or_default()),
             role_ids: self.spec.role_ids.clone(),
             permission_ids: self.spec.permission_ids.clone(),
@@ -160,9 +175,13 @@ impl TokenResource for TenantAccessToken {
     fn token_status(&self) -> Option<&TokenStatus> {
         self.status.as_ref()
     }
-    fn create_request(&self, expires_in_minutes: Option<u64>) -> CreateTenantAccessToken {
+    fn create_request(
+        &self,
+        expires_in_minutes: Option<u64>,
+        description: String,
+    ) -> CreateTenantAccessToken {
         CreateTenantAccessToken {
-            description: self.spec.common.description.clone(),
+            description: Some(description),
             expires_in_minutes,
             role_ids: self.spec.role_ids.clone(),
         }

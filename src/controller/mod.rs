@@ -1,18 +1,24 @@
 //! The reconcile pipeline and the controllers that drive it.
 
+mod cleanup;
 mod conditions;
 mod context;
+mod dereference;
 mod drift;
 mod environment;
 mod environments;
 mod error;
+mod execute;
 #[cfg(test)]
 mod fixtures;
 mod kinds;
+mod marker;
 mod plan;
 mod reconcile;
 mod secret;
+mod status;
 mod template;
+mod test_hooks;
 mod throttle;
 mod validate;
 
@@ -20,7 +26,7 @@ pub use context::{Config, Context};
 pub use environment::parse_environment_ref;
 pub use error::Error;
 pub use kinds::{SecretLayout, TokenResource};
-pub use plan::{Desired, IssueReason, Plan, RemoteState, SecretState, plan};
+pub use plan::{Desired, IssueReason, Observed, Plan, Recovery, RemoteState, SecretState, plan};
 pub use secret::{Credential, SecretContext};
 pub use template::render as render_template;
 

@@ -12,7 +12,9 @@ use crate::api::TokenStatus;
 pub struct Desired {
     pub secret_name: String,
     pub expires_in_minutes: Option<u64>,
-    pub renew_before: Option<Duration>,
+    pub renew_before: Option<RenewBefore>,
+    /// How long a replaced token keeps working after its successor is in the Secret.
+    pub grace_period: Duration,
     /// Digest of the fields that need a new token when they change.
     pub issued_spec_hash: String,
     /// Digest of the fields Frontegg can patch in place (tenant API tokens).
@@ -21,25 +23,35 @@ pub struct Desired {
     pub rotation_request: Option<String>,
 }
 
+/// `renewBefore`: a fixed time before expiry, or a share of the lifetime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RenewBefore {
+    Duration(Duration),
+    /// 1 to 99.
+    Percent(u8),
+}
+
 /// The Secret as it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecretState {
     Missing,
-    /// Ours, holding the credential; `up_to_date` says whether keys, labels and owner match.
+    /// Ours, holding the recorded credential; `up_to_date` says whether keys, labels and owner
+    /// match.
     Owned {
         up_to_date: bool,
     },
     /// Ours, but the credential key was removed or emptied: the secret cannot be read back.
     OwnedWithoutCredential,
-    /// Ours, holding a readable credential that the status does not record: the status write
-    /// after issuing was lost (crash, conflict) or the status was cleared.
-    OwnedUnrecorded,
+    /// Ours, holding a credential the status does not record (another id, or the recorded id
+    /// with another secret). Whether it is a token this resource issued (a lost status write)
+    /// or an edit is decided by the remote marker, in `recover`.
+    Unrecorded,
 }
 
 /// The remote token as the last shared listing saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RemoteState {
-    /// Not listed yet, or the listing predates the token.
+    /// Not listed yet, the listing predates the token, or listing failed.
     Unknown,
     Present,
     Absent,
@@ -49,6 +61,7 @@ pub enum RemoteState {
 pub enum IssueReason {
     Initial,
     SecretMissing,
+    SecretTampered,
     RemoteMissing,
     SpecChanged,
     SecretRenamed,
@@ -61,7 +74,9 @@ impl IssueReason {
     pub fn event_reason(self) -> &'static str {
         match self {
             IssueReason::Initial => "Issued",
-            IssueReason::SecretMissing | IssueReason::RemoteMissing => "Reissued",
+            IssueReason::SecretMissing
+            | IssueReason::RemoteMissing
+            | IssueReason::SecretTampered => "Reissued",
             IssueReason::SpecChanged | IssueReason::SecretRenamed => "Replaced",
             IssueReason::RotationRequested | IssueReason::Expiring => "Rotated",
         }
@@ -71,6 +86,9 @@ impl IssueReason {
         match self {
             IssueReason::Initial => "first issuance",
             IssueReason::SecretMissing => "the Secret was deleted or lost its credential",
+            IssueReason::SecretTampered => {
+                "the Secret holds a credential this resource did not issue"
+            }
             IssueReason::RemoteMissing => "the remote token was deleted outside the operator",
             IssueReason::SpecChanged => "the spec changed in a way that needs a new token",
             IssueReason::SecretRenamed => "spec.secret.name changed",
@@ -80,9 +98,28 @@ impl IssueReason {
     }
 }
 
+/// What a crash left behind, found by the marker on remote tokens (see `marker`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// A token this resource created and the Secret holds, but the status never recorded.
+    pub adopt: Option<String>,
+    /// Tokens this resource created that nobody can read: revoke them.
+    pub revoke: Vec<String>,
+}
+
+impl Recovery {
+    pub fn is_empty(&self) -> bool {
+        self.adopt.is_none() && self.revoke.is_empty()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Plan {
-    /// Create a remote token, write the Secret, then revoke `revoke` (the superseded token).
+    /// Settle what an interrupted issuance left: adopt the token the Secret holds, revoke
+    /// the unreadable ones, close the journal.
+    Recover(Recovery),
+    /// Create a remote token, write the Secret, then revoke `revoke` (the superseded token)
+    /// after the grace period.
     Issue {
         reason: IssueReason,
         revoke: Option<String>,
@@ -91,25 +128,34 @@ pub enum Plan {
     Patch,
     /// Rewrite the Secret from the credential it already holds.
     WriteSecret,
-    /// Record the credential the Secret holds as the current token instead of issuing another
-    /// (the token the status knew, if any, is superseded and revoked).
-    Adopt,
     /// Nothing to do; look again after `requeue_after`.
     Steady { requeue_after: Duration },
+}
+
+/// What exists, as the dereference step observed it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    pub secret: SecretState,
+    pub remote: RemoteState,
+    /// Present when a journal is open or the Secret holds an unrecorded credential.
+    pub recovery: Option<Recovery>,
 }
 
 pub fn plan(
     desired: &Desired,
     status: &TokenStatus,
-    secret: SecretState,
-    remote: RemoteState,
+    observed: &Observed,
     now: Timestamp,
     resync: Duration,
 ) -> Plan {
-    if secret == SecretState::OwnedUnrecorded {
-        return Plan::Adopt;
+    if let Some(recovery) = &observed.recovery
+        && (status.pending_issue.is_some() || !recovery.is_empty())
+    {
+        return Plan::Recover(recovery.clone());
     }
+    let secret = observed.secret;
     let Some(current) = &status.current else {
+        // Nothing recorded: whatever the Secret holds is not ours to revoke.
         return Plan::Issue {
             reason: IssueReason::Initial,
             revoke: None,
@@ -119,7 +165,7 @@ pub fn plan(
         reason,
         revoke: Some(current.id.clone()),
     };
-    if remote == RemoteState::Absent {
+    if observed.remote == RemoteState::Absent {
         // Nothing left to revoke remotely.
         return Plan::Issue {
             reason: IssueReason::RemoteMissing,
@@ -129,11 +175,12 @@ pub fn plan(
     if current.secret_name != desired.secret_name {
         return replace(IssueReason::SecretRenamed);
     }
-    if matches!(
-        secret,
-        SecretState::Missing | SecretState::OwnedWithoutCredential
-    ) {
-        return replace(IssueReason::SecretMissing);
+    match secret {
+        SecretState::Missing | SecretState::OwnedWithoutCredential => {
+            return replace(IssueReason::SecretMissing);
+        }
+        SecretState::Unrecorded => return replace(IssueReason::SecretTampered),
+        SecretState::Owned { .. } => {}
     }
     if current.issued_spec_hash != desired.issued_spec_hash {
         return replace(IssueReason::SpecChanged);
@@ -143,11 +190,7 @@ pub fn plan(
     {
         return replace(IssueReason::RotationRequested);
     }
-    let renew_at = renewal_time(
-        current.issued_at.as_str(),
-        current.expires_at.as_deref(),
-        desired.renew_before,
-    );
+    let renew_at = renewal_time(current.issued_at, current.expires_at, desired.renew_before);
     if let Some(renew_at) = renew_at
         && now >= renew_at
     {
@@ -168,19 +211,43 @@ pub fn plan(
     }
 }
 
+/// After a crash: of the tokens marked as created by resource `uid`, the one the Secret holds
+/// is adopted and every other one the status does not record is revoked.
+pub fn recover<'a>(
+    uid: &str,
+    marked: impl IntoIterator<Item = (&'a str, &'a str)>,
+    recorded: &[&str],
+    secret_credential: Option<&str>,
+) -> Recovery {
+    let mut recovery = Recovery::default();
+    for (id, owner) in marked {
+        if owner != uid || recorded.contains(&id) {
+            continue;
+        }
+        if Some(id) == secret_credential {
+            recovery.adopt = Some(id.to_string());
+        } else {
+            recovery.revoke.push(id.to_string());
+        }
+    }
+    recovery
+}
+
 /// When to replace a token: `renewBefore` ahead of expiry, or after two thirds of its lifetime
 /// (cert-manager's default), never for a token that does not expire.
 pub fn renewal_time(
-    issued_at: &str,
-    expires_at: Option<&str>,
-    renew_before: Option<Duration>,
+    issued: Timestamp,
+    expires: Option<Timestamp>,
+    renew_before: Option<RenewBefore>,
 ) -> Option<Timestamp> {
-    let expires: Timestamp = expires_at?.parse().ok()?;
-    let issued: Timestamp = issued_at.parse().unwrap_or(expires);
+    let expires = expires?;
     let lifetime = Duration::try_from(expires.duration_since(issued)).unwrap_or(Duration::ZERO);
-    let before = renew_before
-        .unwrap_or_else(|| lifetime.checked_div(3).unwrap_or_default())
-        .min(lifetime);
+    let before = match renew_before {
+        Some(RenewBefore::Duration(d)) => d,
+        Some(RenewBefore::Percent(p)) => lifetime.mul_f64(f64::from(p.min(99)) / 100.0),
+        None => lifetime.checked_div(3).unwrap_or_default(),
+    }
+    .min(lifetime);
     expires.checked_sub(before).ok()
 }
 
@@ -192,13 +259,36 @@ pub fn whole_minutes(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::IssuedTokenRecord;
+    use crate::api::{IssueIntent, IssuedTokenRecord};
+
+    /// The planner with nothing to recover, as most cases have it.
+    fn plan(
+        desired: &Desired,
+        status: &TokenStatus,
+        secret: SecretState,
+        remote: RemoteState,
+        now: Timestamp,
+        resync: Duration,
+    ) -> Plan {
+        super::plan(
+            desired,
+            status,
+            &Observed {
+                secret,
+                remote,
+                recovery: None,
+            },
+            now,
+            resync,
+        )
+    }
 
     fn desired() -> Desired {
         Desired {
             secret_name: "s".into(),
             expires_in_minutes: Some(60),
             renew_before: None,
+            grace_period: Duration::from_secs(600),
             issued_spec_hash: "h1".into(),
             patched_spec_hash: None,
             rotation_request: None,
@@ -209,11 +299,13 @@ mod tests {
         TokenStatus {
             current: Some(IssuedTokenRecord {
                 id: "tok-1".into(),
-                issued_at: "2026-01-01T00:00:00Z".into(),
-                expires_at: expires_at.map(str::to_string),
+                issued_at: at("2026-01-01T00:00:00Z"),
+                expires_at: expires_at.map(at),
                 secret_name: "s".into(),
                 issued_spec_hash: "h1".into(),
                 patched_spec_hash: None,
+                attempt_id: Some("a1".into()),
+                secret_digest: None,
             }),
             ..TokenStatus::default()
         }
@@ -312,7 +404,7 @@ mod tests {
             }
         );
         let mut d = desired();
-        d.renew_before = Some(Duration::from_secs(5 * 60));
+        d.renew_before = Some(RenewBefore::Duration(Duration::from_secs(5 * 60)));
         let p = plan(
             &d,
             &s,
@@ -443,27 +535,117 @@ mod tests {
     }
 
     #[test]
-    fn an_unrecorded_credential_in_our_secret_is_adopted_not_reissued() {
-        // Status lost after issuing: no second token.
-        let p = plan(
-            &desired(),
-            &TokenStatus::default(),
-            SecretState::OwnedUnrecorded,
-            RemoteState::Unknown,
-            at("2026-01-01T00:00:00Z"),
-            RESYNC,
+    fn an_interrupted_issuance_is_recovered_before_anything_else() {
+        let mut s = issued(None);
+        s.pending_issue = Some(IssueIntent {
+            attempt_id: "a2".into(),
+            started_at: at("2026-01-01T00:00:00Z"),
+            operation: "RotationRequested".into(),
+        });
+        let found = Recovery {
+            adopt: Some("tok-2".into()),
+            revoke: vec!["tok-3".into()],
+        };
+        let observed = Observed {
+            secret: SecretState::Unrecorded,
+            remote: RemoteState::Present,
+            recovery: Some(found.clone()),
+        };
+        let now = at("2026-01-01T00:00:00Z");
+        assert_eq!(
+            super::plan(&desired(), &s, &observed, now, RESYNC),
+            Plan::Recover(found)
         );
-        assert_eq!(p, Plan::Adopt);
-        // The status names an older token than the Secret holds: the Secret wins.
-        let p = plan(
+        // A journal with nothing left behind still closes before the next create.
+        let observed = Observed {
+            recovery: Some(Recovery::default()),
+            secret: FRESH,
+            ..observed
+        };
+        assert_eq!(
+            super::plan(&desired(), &s, &observed, now, RESYNC),
+            Plan::Recover(Recovery::default())
+        );
+    }
+
+    #[test]
+    fn a_credential_this_resource_did_not_issue_is_replaced_never_adopted() {
+        // The Secret was edited to hold another token id, which the remote does not mark as
+        // ours: the recorded token is replaced (and revoked after the grace period); the
+        // foreign id is never touched.
+        let observed = Observed {
+            secret: SecretState::Unrecorded,
+            remote: RemoteState::Present,
+            recovery: Some(Recovery::default()),
+        };
+        let p = super::plan(
             &desired(),
             &issued(None),
-            SecretState::OwnedUnrecorded,
-            RemoteState::Present,
+            &observed,
             at("2026-01-01T00:00:00Z"),
             RESYNC,
         );
-        assert_eq!(p, Plan::Adopt);
+        assert_eq!(
+            p,
+            Plan::Issue {
+                reason: IssueReason::SecretTampered,
+                revoke: Some("tok-1".into())
+            }
+        );
+        // With no status at all, nothing is revoked.
+        let p = super::plan(
+            &desired(),
+            &TokenStatus::default(),
+            &observed,
+            at("2026-01-01T00:00:00Z"),
+            RESYNC,
+        );
+        assert_eq!(
+            p,
+            Plan::Issue {
+                reason: IssueReason::Initial,
+                revoke: None
+            }
+        );
+    }
+
+    #[test]
+    fn recovery_adopts_only_marked_tokens_the_secret_holds() {
+        let marked = [
+            ("tok-1", "uid-a"), // recorded as current
+            ("tok-2", "uid-a"), // in the Secret, unrecorded
+            ("tok-3", "uid-a"), // created, never written anywhere
+            ("tok-4", "uid-b"), // another resource's
+        ];
+        let r = recover("uid-a", marked, &["tok-1"], Some("tok-2"));
+        assert_eq!(r.adopt.as_deref(), Some("tok-2"));
+        assert_eq!(r.revoke, ["tok-3"]);
+        // A Secret naming another resource's token adopts nothing and revokes nothing of it.
+        let r = recover("uid-a", marked, &["tok-1", "tok-2", "tok-3"], Some("tok-4"));
+        assert!(r.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn renew_before_as_a_share_of_the_lifetime() {
+        let issued = at("2026-01-01T00:00:00Z");
+        let expires = Some(at("2026-01-01T10:00:00Z"));
+        assert_eq!(
+            renewal_time(issued, expires, Some(RenewBefore::Percent(25))),
+            Some(at("2026-01-01T07:30:00Z"))
+        );
+        assert_eq!(
+            renewal_time(issued, expires, None),
+            Some(at("2026-01-01T06:40:00Z"))
+        );
+        assert_eq!(
+            renewal_time(
+                issued,
+                expires,
+                Some(RenewBefore::Duration(Duration::from_secs(3600)))
+            ),
+            Some(at("2026-01-01T09:00:00Z"))
+        );
+        assert_eq!(renewal_time(issued, None, None), None);
     }
 
     #[test]

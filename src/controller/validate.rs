@@ -10,26 +10,29 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::kinds::TokenResource;
-use super::plan::{Desired, whole_minutes};
+use super::plan::{Desired, RenewBefore, whole_minutes};
 use super::secret::{self, Credential, SecretContext};
 use super::{Error, template};
 use crate::api::ROTATE_ANNOTATION;
 use crate::api::limits::{
-    self, MAX_ANNOTATION_VALUE, MAX_DESCRIPTION_LEN, MAX_ENTRIES, MAX_ID_LEN, MAX_IDS,
-    MAX_LIFETIME, MAX_METADATA_JSON, MIN_LIFETIME,
+    self, MAX_ANNOTATION_VALUE, MAX_DESCRIPTION_LEN, MAX_ENTRIES, MAX_GRACE_PERIOD, MAX_ID_LEN,
+    MAX_IDS, MAX_LIFETIME, MAX_METADATA_JSON, MIN_LIFETIME,
 };
 
 /// What the spec asks for, or why it cannot be served.
-pub fn desired_state<K: TokenResource>(obj: &K) -> Result<Desired, Error> {
+pub fn desired_state<K: TokenResource>(
+    obj: &K,
+    default_grace_period: Duration,
+) -> Result<Desired, Error> {
     let common = obj.common();
     let lifetime = lifetime(common.expires_in_minutes, common.expires_in.as_deref())?;
     let renew_before = common
         .renew_before
         .as_deref()
-        .map(limits::parse_duration)
+        .map(parse_renew_before)
         .transpose()
         .map_err(|e| Error::InvalidSpec(format!("renewBefore: {e}")))?;
-    if let (Some(before), Some(lifetime)) = (renew_before, lifetime)
+    if let (Some(RenewBefore::Duration(before)), Some(lifetime)) = (renew_before, lifetime)
         && before >= lifetime
     {
         // Otherwise every pass would find the token due and issue another one.
@@ -50,6 +53,19 @@ pub fn desired_state<K: TokenResource>(obj: &K) -> Result<Desired, Error> {
             "description is longer than {MAX_DESCRIPTION_LEN} characters"
         )));
     }
+    let grace_period = match common
+        .rotation
+        .as_ref()
+        .and_then(|r| r.grace_period.as_deref())
+    {
+        None => default_grace_period,
+        Some(g) => limits::parse_duration(g)
+            .ok()
+            .filter(|g| *g <= MAX_GRACE_PERIOD)
+            .ok_or_else(|| {
+                Error::InvalidSpec("rotation.gracePeriod must be a duration of at most 168h".into())
+            })?,
+    };
     obj.check_kind_fields().map_err(Error::InvalidSpec)?;
     check_secret_target(obj)?;
 
@@ -62,12 +78,26 @@ pub fn desired_state<K: TokenResource>(obj: &K) -> Result<Desired, Error> {
         secret_name: common.secret.name.clone().unwrap_or_else(|| obj.name_any()),
         expires_in_minutes,
         renew_before,
+        grace_period,
         issued_spec_hash: digest(&issue_fields),
         patched_spec_hash: obj
-            .patch_request()
+            .patch_request(common.description.clone().unwrap_or_default())
             .map(|p| digest(&serde_json::to_value(p).unwrap_or_default())),
         rotation_request: obj.annotations().get(ROTATE_ANNOTATION).cloned(),
     })
+}
+
+/// `24h` or `33%`.
+fn parse_renew_before(value: &str) -> Result<RenewBefore, String> {
+    match value.strip_suffix('%') {
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| (1..=99).contains(p))
+            .map(RenewBefore::Percent)
+            .ok_or_else(|| format!("{value:?} is not a percentage from 1% to 99%")),
+        None => limits::parse_duration(value).map(RenewBefore::Duration),
+    }
 }
 
 fn lifetime(minutes: Option<u64>, duration: Option<&str>) -> Result<Option<Duration>, Error> {
@@ -215,8 +245,10 @@ mod tests {
     use crate::api::{SecretTemplate, TokenCommonSpec};
     use crate::controller::fixtures::user_api_token as token;
 
+    const GRACE: Duration = Duration::from_secs(600);
+
     fn refused(f: impl FnOnce(&mut TokenCommonSpec)) -> String {
-        let err = desired_state(&token(f)).unwrap_err();
+        let err = desired_state(&token(f), GRACE).unwrap_err();
         assert_eq!(err.reason(), "InvalidSpec");
         err.to_string()
     }
@@ -245,13 +277,32 @@ mod tests {
             .contains("shorter")
         );
         assert!(refused(|c| c.expires_in_minutes = Some(u64::MAX)).contains("lifetime"));
-        let ok = desired_state(&token(|c| {
-            c.expires_in = Some("1h".into());
-            c.renew_before = Some("59m".into());
-        }))
+        let ok = desired_state(
+            &token(|c| {
+                c.expires_in = Some("1h".into());
+                c.renew_before = Some("59m".into());
+            }),
+            GRACE,
+        )
         .unwrap();
         assert_eq!(ok.expires_in_minutes, Some(60));
-        assert_eq!(ok.renew_before, Some(Duration::from_secs(59 * 60)));
+        assert_eq!(
+            ok.renew_before,
+            Some(RenewBefore::Duration(Duration::from_secs(59 * 60)))
+        );
+        assert_eq!(ok.grace_period, GRACE);
+        let pct = desired_state(&token(|c| c.renew_before = Some("33%".into())), GRACE).unwrap();
+        assert_eq!(pct.renew_before, Some(RenewBefore::Percent(33)));
+        assert!(refused(|c| c.renew_before = Some("100%".into())).contains("percentage"));
+        assert!(refused(|c| c.renew_before = Some("0%".into())).contains("percentage"));
+        assert!(
+            refused(|c| {
+                c.rotation = Some(crate::api::RotationSpec {
+                    grace_period: Some("169h".into()),
+                })
+            })
+            .contains("gracePeriod")
+        );
     }
 
     #[test]

@@ -537,6 +537,9 @@ impl TestEnv {
             // tests/hostile.rs with the default interval.
             "--min-reissue-interval",
             "1s",
+            // Replaced tokens are revoked at once here; grace periods have their own tests.
+            "--grace-period",
+            "0s",
             "--lease-duration-seconds",
             "4",
             "--lease-grace-seconds",
@@ -559,6 +562,30 @@ impl TestEnv {
             fake,
             operator,
         }
+    }
+
+    /// Stops this test's operator and starts it again with the same arguments, `extra`
+    /// (`--flag value` pairs that replace the same flags), and the extra environment variables
+    /// `envs` (a crash hook, say). Its log gets `suffix`.
+    pub fn restart_operator(&mut self, suffix: &str, extra: &[&str], envs: &[(&str, &str)]) {
+        self.operator.stop();
+        let mut args = Vec::new();
+        let mut given = self.operator_args.iter();
+        while let Some(flag) = given.next() {
+            let value = given.next().cloned().unwrap_or_default();
+            if !extra.chunks(2).any(|pair| pair[0] == flag) {
+                args.extend([flag.clone(), value]);
+            }
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut all_envs = vec![("POD_NAME", "operator-a")];
+        all_envs.extend_from_slice(envs);
+        self.operator = Operator::start_with(
+            &format!("{}-{suffix}", self.ns),
+            &args,
+            kubeconfig(),
+            &all_envs,
+        );
     }
 
     /// Applies a manifest (YAML or JSON) into this test's namespace.

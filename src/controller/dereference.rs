@@ -1,0 +1,223 @@
+//! Dereference: read what the plan needs. The environment and its shared client, the
+//! Secret and the credential in it, the remote token as the shared listing saw it, and, when
+//! an issuance may have been interrupted, which remote tokens carry this resource's mark.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, ResourceExt};
+use sha2::{Digest, Sha256};
+
+use super::drift::GroupKey;
+use super::environment::{self, Resolved, effective_ref};
+use super::error::KubeContext;
+use super::kinds::TokenResource;
+use super::marker;
+use super::plan::{self, Desired, Observed, RemoteState, SecretState};
+use super::secret::{self, Credential, SecretContext};
+use super::{Context, Error};
+use crate::api::{IssuedTokenRecord, TokenStatus};
+use crate::identity::{ExposeSecret, RemoteToken, Scope, TokenEndpoint};
+
+/// Everything the later steps use, read once.
+pub struct World {
+    pub env: Resolved,
+    pub scope: Scope,
+    pub secrets: Api<Secret>,
+    pub live_secret: Option<Secret>,
+    pub credential: Option<Credential>,
+    pub observed: Observed,
+    /// The current token's expiry as Frontegg reports it, when the listing has one.
+    pub remote_expires: Option<Timestamp>,
+}
+
+impl World {
+    pub fn secret_context(&self) -> SecretContext<'_> {
+        SecretContext {
+            base_url: self.env.client.base_url(),
+            tenant_id: &self.scope.tenant_id,
+            user_id: self.scope.user_id.as_deref(),
+        }
+    }
+}
+
+pub fn scope<K: TokenResource>(obj: &K) -> Scope {
+    Scope {
+        tenant_id: obj.common().tenant_id.clone(),
+        user_id: obj.user_id().map(str::to_string),
+    }
+}
+
+/// A digest of a credential's secret, for tamper detection without storing the secret.
+pub fn secret_digest(cred: &Credential) -> String {
+    format!(
+        "{:x}",
+        Sha256::digest(cred.secret.expose_secret().as_bytes())
+    )
+}
+
+pub async fn dereference<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    desired: &Desired,
+    status: &TokenStatus,
+) -> Result<World, Error> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let common = obj.common();
+    let env_ref = effective_ref(
+        common.environment_ref.as_ref(),
+        &ctx.config.default_environment,
+    );
+    let env = environment::resolve(ctx, &namespace, env_ref, &common.tenant_id).await?;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let live_secret = secrets
+        .get_opt(&desired.secret_name)
+        .await
+        .context("read the token's Secret")?;
+    if let Some(live) = &live_secret
+        && !secret::is_owned_by(live, obj)
+    {
+        return Err(Error::SecretConflict(desired.secret_name.clone()));
+    }
+    let scope = scope(obj);
+    let credential = live_secret
+        .as_ref()
+        .and_then(|s| secret::read_credential(s, K::LAYOUT));
+    let mut world = World {
+        env,
+        scope,
+        secrets,
+        live_secret,
+        credential,
+        observed: Observed {
+            secret: SecretState::Missing,
+            remote: RemoteState::Unknown,
+            recovery: None,
+        },
+        remote_expires: None,
+    };
+    world.observed.secret = secret_state(obj, desired, status.current.as_ref(), &world)?;
+    let (remote, remote_expires) = remote_state::<K>(ctx, &world, status.current.as_ref()).await;
+    world.observed.remote = remote;
+    world.remote_expires = remote_expires;
+    if status.pending_issue.is_some() || world.observed.secret == SecretState::Unrecorded {
+        world.observed.recovery = Some(find_marked::<K>(obj, ctx, status, &world).await?);
+    }
+    Ok(world)
+}
+
+fn secret_state<K: TokenResource>(
+    obj: &K,
+    desired: &Desired,
+    current: Option<&IssuedTokenRecord>,
+    world: &World,
+) -> Result<SecretState, Error> {
+    let (Some(live), Some(cred)) = (&world.live_secret, &world.credential) else {
+        return Ok(match &world.live_secret {
+            None => SecretState::Missing,
+            Some(_) => SecretState::OwnedWithoutCredential,
+        });
+    };
+    let recorded = current.is_some_and(|c| {
+        c.id == cred.id
+            && c.secret_digest
+                .as_ref()
+                .is_none_or(|d| *d == secret_digest(cred))
+    });
+    if !recorded {
+        return Ok(SecretState::Unrecorded);
+    }
+    let want = secret::desired_secret(obj, &desired.secret_name, cred, &world.secret_context())?;
+    Ok(SecretState::Owned {
+        up_to_date: secret::matches(live, &want),
+    })
+}
+
+/// Present/Absent from the group's shared listing; Unknown when the listing predates the
+/// token, or failed: rotation and repair must not wait for a list call to succeed.
+async fn remote_state<K: TokenResource>(
+    ctx: &Context,
+    world: &World,
+    current: Option<&IssuedTokenRecord>,
+) -> (RemoteState, Option<Timestamp>) {
+    let Some(current) = current else {
+        return (RemoteState::Unknown, None);
+    };
+    let key = group_key::<K>(&world.env, &world.scope);
+    let listing = match ctx
+        .drift
+        .listing(key, ctx.config.resync, || {
+            world.env.client.list::<K::Endpoint>(&world.scope)
+        })
+        .await
+    {
+        Ok(listing) => listing,
+        Err(e) => {
+            tracing::debug!(error = %e, "drift listing failed; remote state unknown");
+            return (RemoteState::Unknown, None);
+        }
+    };
+    if listing.fetched_at < current.issued_at {
+        return (RemoteState::Unknown, None);
+    }
+    match listing.tokens.iter().find(|t| t.id == current.id) {
+        Some(t) => (RemoteState::Present, t.expires_at),
+        None => (RemoteState::Absent, None),
+    }
+}
+
+fn group_key<K: TokenResource>(env: &Resolved, scope: &Scope) -> GroupKey {
+    GroupKey {
+        environment: env.key.clone(),
+        endpoint: K::Endpoint::NAME,
+        tenant: scope.tenant_id.clone(),
+        user: scope.user_id.clone(),
+    }
+}
+
+/// A fresh listing (a token created moments ago must be in it), reduced to what a crash may
+/// have left: tokens marked with this resource's UID that the status does not record.
+async fn find_marked<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    status: &TokenStatus,
+    world: &World,
+) -> Result<plan::Recovery, Error> {
+    let tokens = fresh_listing::<K>(ctx, &world.env, &world.scope).await?;
+    let uid = obj.meta().uid.as_deref().unwrap_or_default();
+    let recorded: Vec<&str> = status
+        .current
+        .iter()
+        .map(|c| c.id.as_str())
+        .chain(status.pending_revocations.iter().map(|p| p.id.as_str()))
+        .collect();
+    Ok(plan::recover(
+        uid,
+        marked_by_uid(&tokens),
+        &recorded,
+        world.credential.as_ref().map(|c| c.id.as_str()),
+    ))
+}
+
+pub async fn fresh_listing<K: TokenResource>(
+    ctx: &Context,
+    env: &Resolved,
+    scope: &Scope,
+) -> Result<std::sync::Arc<Vec<RemoteToken>>, Error> {
+    let listing = ctx
+        .drift
+        .listing(
+            group_key::<K>(env, scope),
+            std::time::Duration::ZERO,
+            || env.client.list::<K::Endpoint>(scope),
+        )
+        .await?;
+    Ok(listing.tokens)
+}
+
+/// (token id, marked uid) for every token that carries a mark.
+pub fn marked_by_uid(tokens: &[RemoteToken]) -> impl Iterator<Item = (&str, &str)> {
+    tokens.iter().filter_map(|t| {
+        let (uid, _) = marker::parse(t.description.as_deref()?)?;
+        Some((t.id.as_str(), uid))
+    })
+}

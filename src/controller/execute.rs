@@ -1,0 +1,417 @@
+//! Execute: carry out the one planned step, a function per `Plan` arm, and the revocations
+//! that are due. Each returns the status to record and the Events to publish.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::events::EventType;
+use serde_json::json;
+
+use super::dereference::{World, secret_digest};
+use super::environment::Resolved;
+use super::error::KubeContext;
+use super::kinds::TokenResource;
+use super::plan::{Desired, IssueReason, Recovery};
+use super::secret::{self, Credential};
+use super::status::{FIELD_MANAGER, write_status};
+use super::{Context, Error, marker, test_hooks, validate};
+use crate::api::{AttemptRecord, IssueIntent, IssuedTokenRecord, PendingRevocation, TokenStatus};
+use crate::identity::{IdentityError, Scope};
+use crate::metrics::Metrics;
+
+pub type Note = (EventType, &'static str, String);
+
+/// Settles an interrupted issuance: the token the Secret holds (marked as this resource's)
+/// becomes current, every other marked and unrecorded token is revoked, the journal closes.
+pub async fn recover<K: TokenResource>(
+    ctx: &Context,
+    world: &World,
+    desired: &Desired,
+    status: &mut TokenStatus,
+    recovery: Recovery,
+    now: Timestamp,
+    notes: &mut Vec<Note>,
+) -> Result<(), Error> {
+    for id in &recovery.revoke {
+        notes.push(revoke::<K>(ctx, &world.env, &world.scope, id).await?);
+    }
+    if let (Some(id), Some(cred)) = (recovery.adopt, &world.credential) {
+        if let Some(old) = status.current.take() {
+            status.pending_revocations.push(PendingRevocation {
+                id: old.id,
+                reason: "superseded by the token an interrupted issuance left in the Secret".into(),
+                not_before: now.checked_add(desired.grace_period).ok(),
+            });
+        }
+        status.current = Some(IssuedTokenRecord {
+            id: id.clone(),
+            issued_at: now,
+            expires_at: cred.expires_at.as_deref().and_then(|e| e.parse().ok()),
+            secret_name: desired.secret_name.clone(),
+            issued_spec_hash: desired.issued_spec_hash.clone(),
+            patched_spec_hash: desired.patched_spec_hash.clone(),
+            attempt_id: status.pending_issue.as_ref().map(|i| i.attempt_id.clone()),
+            secret_digest: Some(secret_digest(cred)),
+        });
+        notes.push((
+            EventType::Normal,
+            "Adopted",
+            format!(
+                "recorded token {id}, which this resource created and Secret {} holds, instead of issuing another",
+                desired.secret_name
+            ),
+        ));
+    }
+    status.pending_issue = None;
+    Ok(())
+}
+
+/// Create, write the Secret, record; the superseded token stays valid for the grace period.
+#[allow(clippy::too_many_arguments)]
+pub async fn issue<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    world: &World,
+    desired: &Desired,
+    status: &mut TokenStatus,
+    reason: IssueReason,
+    superseded: Option<String>,
+    now: Timestamp,
+    notes: &mut Vec<Note>,
+) -> Result<(), Error> {
+    // The apiserver checks the Secret's shape (keys, labels, annotations, size) before a
+    // token exists that could not be written anywhere.
+    let probe = validate::probe_secret(obj, desired, &world.secret_context())?;
+    dry_run_secret(&world.secrets, probe).await?;
+    let uid = obj.meta().uid.clone().unwrap_or_default();
+    ctx.throttle
+        .try_acquire(
+            &uid,
+            status.current.as_ref().map(|c| c.issued_at),
+            now,
+            ctx.config.min_reissue_interval,
+        )
+        .map_err(|wait| Error::ReissueThrottled { wait })?;
+
+    // The journal: durable before the create, so that a crash at any later point leaves a
+    // trace the next pass settles (see `recover`).
+    let attempt_id = marker::new_attempt();
+    status.pending_issue = Some(IssueIntent {
+        attempt_id: attempt_id.clone(),
+        started_at: now,
+        operation: format!("{reason:?}"),
+    });
+    write_status(obj, ctx, status).await?;
+    test_hooks::exit_at("after-intent", obj);
+
+    let description = marker::describe(obj.common().description.as_deref(), &uid, &attempt_id);
+    let issued = world
+        .env
+        .client
+        .create::<K::Endpoint>(
+            &world.scope,
+            &obj.create_request(desired.expires_in_minutes, description),
+        )
+        .await?;
+    // The token exists from here on. A shared listing stamped before this moment may not
+    // show it, so it must not be taken as proof the token is gone (see `remote_state`).
+    let issued_at = Timestamp::now();
+    test_hooks::exit_at("after-create", obj);
+    ctx.metrics
+        .issued
+        .get_or_create(&Metrics::kind(K::KIND))
+        .inc();
+    let expires_at = match (issued.expires_at, desired.expires_in_minutes) {
+        (Some(at), _) => Some(at),
+        (None, Some(minutes)) => {
+            // Reported, not silently never rotated: rotate by the lifetime we asked for.
+            notes.push((
+                EventType::Warning,
+                "RemoteExpiryMissing",
+                format!(
+                    "Frontegg returned no expiry for token {}; rotating by the requested lifetime",
+                    issued.id
+                ),
+            ));
+            now.checked_add(Duration::from_secs(minutes.saturating_mul(60)))
+                .ok()
+        }
+        (None, None) => None,
+    };
+    let credential = Credential {
+        id: issued.id.clone(),
+        secret: issued.secret,
+        expires_at: expires_at.map(|t| t.to_string()),
+    };
+    let written = match secret::desired_secret(
+        obj,
+        &desired.secret_name,
+        &credential,
+        &world.secret_context(),
+    ) {
+        Ok(want) => write_secret_object(&world.secrets, world.live_secret.as_ref(), want).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        // Nobody can read the new token's secret: revoke it now rather than leak it. If that
+        // fails too, the open journal has the next pass revoke it by its mark.
+        match revoke::<K>(ctx, &world.env, &world.scope, &issued.id).await {
+            Ok(_) => status.pending_issue = None,
+            Err(revoke) => {
+                tracing::warn!(token = %issued.id, error = %revoke, "could not revoke a token whose Secret write failed")
+            }
+        }
+        return Err(e);
+    }
+    test_hooks::exit_at("after-secret", obj);
+    tracing::info!(token = %issued.id, ?reason, "issued token");
+
+    if reason == IssueReason::SecretRenamed
+        && let Some(old) = &status.current
+    {
+        delete_owned_secret(obj, &world.secrets, &old.secret_name).await;
+    }
+    let not_before = now.checked_add(desired.grace_period).ok();
+    notes.push((
+        EventType::Normal,
+        reason.event_reason(),
+        match &superseded {
+            Some(old) => format!(
+                "issued token {} into Secret {}: {}; token {old} stays valid for the {}s grace period",
+                issued.id,
+                desired.secret_name,
+                reason.describe(),
+                desired.grace_period.as_secs()
+            ),
+            None => format!(
+                "issued token {} into Secret {}: {}",
+                issued.id,
+                desired.secret_name,
+                reason.describe()
+            ),
+        },
+    ));
+    if reason != IssueReason::Initial {
+        ctx.metrics
+            .rotations
+            .get_or_create(&Metrics::kind(K::KIND))
+            .inc();
+    }
+    if let Some(old) = superseded {
+        status.pending_revocations.push(PendingRevocation {
+            id: old,
+            reason: reason.describe().into(),
+            not_before,
+        });
+    }
+    status.current = Some(IssuedTokenRecord {
+        id: issued.id,
+        issued_at,
+        expires_at,
+        secret_name: desired.secret_name.clone(),
+        issued_spec_hash: desired.issued_spec_hash.clone(),
+        patched_spec_hash: desired.patched_spec_hash.clone(),
+        attempt_id: Some(attempt_id),
+        secret_digest: Some(secret_digest(&credential)),
+    });
+    status.pending_issue = None;
+    status.handled_rotation_request = desired.rotation_request.clone();
+    status.last_attempt = Some(AttemptRecord {
+        operation: "Issue".into(),
+        result: "Succeeded".into(),
+        at: now,
+    });
+    Ok(())
+}
+
+/// Tenant API tokens: description, roles, permissions and metadata change in place.
+pub async fn patch<K: TokenResource>(
+    obj: &K,
+    world: &World,
+    desired: &Desired,
+    status: &mut TokenStatus,
+    now: Timestamp,
+    notes: &mut Vec<Note>,
+) -> Result<(), Error> {
+    let uid = obj.meta().uid.clone().unwrap_or_default();
+    let Some(current) = status.current.as_mut() else {
+        return Err(Error::Internal(
+            "patch planned without a current token".into(),
+        ));
+    };
+    // The mark stays on the description, or the token would no longer be recognised.
+    let description = marker::describe(
+        obj.common().description.as_deref(),
+        &uid,
+        current.attempt_id.as_deref().unwrap_or("0"),
+    );
+    let Some(body) = obj.patch_request(description) else {
+        return Err(Error::Internal(
+            "patch planned for a kind that cannot be patched".into(),
+        ));
+    };
+    world
+        .env
+        .client
+        .patch_tenant_api_token(&world.scope, &current.id, &body)
+        .await?;
+    current.patched_spec_hash = desired.patched_spec_hash.clone();
+    notes.push((
+        EventType::Normal,
+        "Updated",
+        format!("updated token {} in place", current.id),
+    ));
+    status.last_attempt = Some(AttemptRecord {
+        operation: "Patch".into(),
+        result: "Succeeded".into(),
+        at: now,
+    });
+    Ok(())
+}
+
+/// Rewrites the Secret (keys, labels, owner) from the credential it holds.
+pub async fn rewrite_secret<K: TokenResource>(
+    obj: &K,
+    world: &World,
+    desired: &Desired,
+    notes: &mut Vec<Note>,
+) -> Result<(), Error> {
+    if let Some(cred) = &world.credential {
+        let want =
+            secret::desired_secret(obj, &desired.secret_name, cred, &world.secret_context())?;
+        write_secret_object(&world.secrets, world.live_secret.as_ref(), want).await?;
+        notes.push((
+            EventType::Normal,
+            "SecretUpdated",
+            format!("rewrote Secret {}", desired.secret_name),
+        ));
+    }
+    Ok(())
+}
+
+/// Revokes the superseded tokens whose grace period is over; failures stay pending.
+pub async fn revoke_due<K: TokenResource>(
+    ctx: &Context,
+    env: &Resolved,
+    scope: &Scope,
+    status: &mut TokenStatus,
+    now: Timestamp,
+    notes: &mut Vec<Note>,
+) {
+    let mut still_pending = Vec::new();
+    for pending in std::mem::take(&mut status.pending_revocations) {
+        if pending.not_before.is_some_and(|t| t > now) {
+            still_pending.push(pending);
+            continue;
+        }
+        match revoke::<K>(ctx, env, scope, &pending.id).await {
+            Ok(note) => notes.push(note),
+            Err(e) => {
+                tracing::warn!(token = %pending.id, error = %e, "revocation failed; will retry");
+                still_pending.push(pending);
+            }
+        }
+    }
+    status.pending_revocations = still_pending;
+}
+
+/// Revokes one remote token; one that is already gone counts as done.
+pub async fn revoke<K: TokenResource>(
+    ctx: &Context,
+    env: &Resolved,
+    scope: &Scope,
+    id: &str,
+) -> Result<Note, IdentityError> {
+    match env.client.delete::<K::Endpoint>(scope, id).await {
+        Ok(()) => {
+            ctx.metrics
+                .revocations
+                .get_or_create(&Metrics::kind(K::KIND))
+                .inc();
+            Ok((EventType::Normal, "Revoked", format!("revoked token {id}")))
+        }
+        // Already gone: done, but not a revocation of ours to count. A reconcile that runs on
+        // a cached object after its cleanup finished (the owned Secret's deletion triggers one)
+        // revokes again and gets a 404; counting it made the metric read 3 for 2 revocations.
+        Err(IdentityError::NotFound) => Ok((
+            EventType::Normal,
+            "Revoked",
+            format!("token {id} was already revoked"),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+async fn write_secret_object(
+    secrets: &Api<Secret>,
+    live: Option<&Secret>,
+    want: Secret,
+) -> Result<(), Error> {
+    match live {
+        None => {
+            secrets
+                .create(
+                    &PostParams {
+                        field_manager: Some(FIELD_MANAGER.into()),
+                        ..Default::default()
+                    },
+                    &want,
+                )
+                .await
+                .context("create the token's Secret")?;
+        }
+        Some(_) => {
+            let name = want.metadata.name.clone().unwrap_or_default();
+            secrets
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&as_apply_patch(&want)?),
+                )
+                .await
+                .context("update the token's Secret")?;
+        }
+    }
+    Ok(())
+}
+
+fn as_apply_patch(secret: &Secret) -> Result<serde_json::Value, Error> {
+    let mut patch = serde_json::to_value(secret)
+        .map_err(|e| Error::Internal(format!("cannot encode the Secret: {e}")))?;
+    if let Some(map) = patch.as_object_mut() {
+        map.insert("apiVersion".into(), json!("v1"));
+        map.insert("kind".into(), json!("Secret"));
+    }
+    Ok(patch)
+}
+
+/// Server-side dry-run apply: the apiserver's own validation, with nothing stored.
+async fn dry_run_secret(secrets: &Api<Secret>, probe: Secret) -> Result<(), Error> {
+    let name = probe.metadata.name.clone().unwrap_or_default();
+    match secrets
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force().dry_run(),
+            &Patch::Apply(&as_apply_patch(&probe)?),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => Err(
+            Error::SecretRejected(status.message.chars().take(500).collect()),
+        ),
+        Err(e) => Err(e).context("dry-run the token's Secret"),
+    }
+}
+
+async fn delete_owned_secret<K: TokenResource>(obj: &K, secrets: &Api<Secret>, name: &str) {
+    if let Ok(Some(s)) = secrets.get_opt(name).await
+        && secret::is_owned_by(&s, obj)
+        && let Err(e) = secrets.delete(name, &Default::default()).await
+    {
+        tracing::warn!(secret = name, error = %e, "could not delete the renamed token's old Secret");
+    }
+}

@@ -1,0 +1,164 @@
+//! Status: what a pass records (Ready, the next renewal, metrics) and when it looks again, and
+//! the two writes every step shares: the status subresource and Events.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::environment::Resolved;
+use super::error::KubeContext;
+use super::kinds::TokenResource;
+use super::plan::{Desired, renewal_time};
+use super::{Context, Error, conditions};
+use crate::api::TokenStatus;
+use crate::metrics::{ManagedLabels, TokenLabels};
+
+pub const FIELD_MANAGER: &str = "frontegg-token-operator";
+
+/// A failed revocation is retried this soon, not after a full resync.
+const REVOCATION_RETRY: Duration = Duration::from_secs(30);
+
+/// Marks a successful pass Ready, records the next renewal and the token metrics, and returns
+/// when to look again: the next renewal, the end of a grace period, or the resync.
+pub fn finish<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    env: &Resolved,
+    desired: &Desired,
+    status: &mut TokenStatus,
+    now: Timestamp,
+) -> Duration {
+    match &status.current {
+        Some(c) => conditions::set(
+            &mut status.conditions,
+            "Ready",
+            true,
+            "TokenReady",
+            &format!("Secret {} holds token {}", c.secret_name, c.id),
+            obj.meta().generation,
+        ),
+        // After a recovery that adopted nothing: the next pass issues.
+        None => conditions::set(
+            &mut status.conditions,
+            "Ready",
+            false,
+            "Issuing",
+            "no token is issued yet",
+            obj.meta().generation,
+        ),
+    }
+    status.observed_generation = obj.meta().generation;
+    status.next_renewal = status
+        .current
+        .as_ref()
+        .and_then(|c| renewal_time(c.issued_at, c.expires_at, desired.renew_before));
+    record_metrics(obj, ctx, env, status);
+
+    let until = |t: Timestamp| Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO);
+    let mut requeue = status.next_renewal.map_or(ctx.config.resync, until);
+    for pending in &status.pending_revocations {
+        let wait = match pending.not_before {
+            Some(t) if t > now => until(t).saturating_add(Duration::from_secs(1)),
+            _ => REVOCATION_RETRY,
+        };
+        requeue = requeue.min(wait);
+    }
+    requeue.min(ctx.config.resync)
+}
+
+fn record_metrics<K: TokenResource>(obj: &K, ctx: &Context, env: &Resolved, status: &TokenStatus) {
+    let managed = status.current.as_ref().map(|_| ManagedLabels {
+        kind: K::KIND.into(),
+        environment: env.key.clone(),
+    });
+    ctx.track_managed(&object_key(obj), managed);
+    let labels = token_labels(obj);
+    if let Some(expires) = status.current.as_ref().and_then(|c| c.expires_at) {
+        ctx.metrics
+            .token_expiry
+            .get_or_create(&labels)
+            .set(expires.as_second());
+    }
+    if let Some(renewal) = status.next_renewal {
+        ctx.metrics
+            .next_renewal
+            .get_or_create(&labels)
+            .set(renewal.as_second());
+    }
+    ctx.metrics
+        .pending_revocations
+        .get_or_create(&labels)
+        .set(i64::try_from(status.pending_revocations.len()).unwrap_or(i64::MAX));
+}
+
+/// Drops the per-token series of a deleted resource.
+pub fn forget_metrics<K: TokenResource>(obj: &K, ctx: &Context) {
+    let labels = token_labels(obj);
+    ctx.track_managed(&object_key(obj), None);
+    ctx.metrics.token_expiry.remove(&labels);
+    ctx.metrics.next_renewal.remove(&labels);
+    ctx.metrics.pending_revocations.remove(&labels);
+}
+
+fn token_labels<K: TokenResource>(obj: &K) -> TokenLabels {
+    TokenLabels {
+        kind: K::KIND.into(),
+        namespace: obj.namespace().unwrap_or_default(),
+        name: obj.name_any(),
+    }
+}
+
+/// `Kind/namespace/name`: the key of per-resource state and of log lines.
+pub fn object_key<K: TokenResource>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::KIND,
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// Server-side applies the status, unless it is what the object already has.
+pub async fn write_status<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    status: &TokenStatus,
+) -> Result<(), Error> {
+    if obj.token_status() == Some(status) {
+        return Ok(());
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch =
+        json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .context("write the token's status")?;
+    Ok(())
+}
+
+pub async fn publish<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::debug!(error = %e, "could not publish Event");
+    }
+}
