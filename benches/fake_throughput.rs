@@ -58,7 +58,7 @@ async fn main() {
         environment_id: None,
     };
     let client = Arc::new(IdentityClient::new(env, options, None).unwrap());
-    let scope = Scope {
+    let scope = TokenOwner {
         tenant_id: "t".into(),
         user_id: Some("u".into()),
     };

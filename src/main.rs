@@ -222,7 +222,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         config,
         metrics.clone(),
     ));
-    let scope = controller::Scope {
+    let scope = controller::WatchScope {
         namespaces: args
             .watch_namespaces
             .into_iter()

@@ -26,11 +26,11 @@ async fn client_requests_and_fake_responses_conform_to_the_openapi() {
         environment_id: None,
     };
     let c = IdentityClient::new(env(&fake.secret), options.clone(), None).unwrap();
-    let user = Scope {
+    let user = TokenOwner {
         tenant_id: "t".into(),
         user_id: Some("u".into()),
     };
-    let tenant = Scope {
+    let tenant = TokenOwner {
         tenant_id: "t".into(),
         user_id: None,
     };

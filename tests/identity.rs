@@ -30,15 +30,15 @@ fn fast() -> ClientOptions {
     }
 }
 
-fn user() -> Scope {
-    Scope {
+fn user() -> TokenOwner {
+    TokenOwner {
         tenant_id: "tenant-1".into(),
         user_id: Some("user-1".into()),
     }
 }
 
-fn tenant() -> Scope {
-    Scope {
+fn tenant() -> TokenOwner {
+    TokenOwner {
         tenant_id: "tenant-1".into(),
         user_id: None,
     }
@@ -143,7 +143,7 @@ async fn every_kind_creates_lists_and_deletes() {
     c.create::<UserApiTokens>(&user(), &CreateUserApiToken::default())
         .await
         .unwrap();
-    let other = Scope {
+    let other = TokenOwner {
         tenant_id: "tenant-1".into(),
         user_id: Some("user-2".into()),
     };

@@ -8,10 +8,10 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::dereference::{self, marked_by_uid};
-use super::environment::{self, Resolved, effective_ref};
 use super::error::KubeContext;
 use super::execute::{Note, revoke};
 use super::kinds::TokenResource;
+use super::resolve_environment::{self, Resolved, effective_ref};
 use super::status::forget_metrics;
 use super::{Context, Error, secret, test_hooks};
 use crate::api::DeletionPolicy;
@@ -68,11 +68,11 @@ pub async fn cleanup<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Vec<Not
                 let env = resolve_for_cleanup(obj, ctx, &namespace)
                     .await
                     .map_err(failed)?;
-                let scope = dereference::scope(obj);
+                let owner = dereference::owner(obj);
                 if status.pending_issue.is_some() {
                     // An interrupted issuance may have left a token nobody recorded: find it
                     // by its mark.
-                    let tokens = dereference::fresh_listing::<K>(ctx, &env, &scope)
+                    let tokens = dereference::fresh_listing::<K>(ctx, &env, &owner)
                         .await
                         .map_err(failed)?;
                     let uid = obj.meta().uid.as_deref().unwrap_or_default();
@@ -82,7 +82,7 @@ pub async fn cleanup<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Vec<Not
                         .collect();
                     ids.extend(unrecorded);
                 }
-                return revoke_all::<K>(obj, ctx, &env, &scope, ids, notes).await;
+                return revoke_all::<K>(obj, ctx, &env, &owner, ids, notes).await;
             }
         }
     }
@@ -94,12 +94,12 @@ async fn revoke_all<K: TokenResource>(
     obj: &K,
     ctx: &Context,
     env: &Resolved,
-    scope: &crate::identity::Scope,
+    owner: &crate::identity::TokenOwner,
     ids: Vec<String>,
     mut notes: Vec<Note>,
 ) -> Result<Vec<Note>, Error> {
     for id in ids {
-        match revoke::<K>(ctx, env, scope, &id).await {
+        match revoke::<K>(ctx, env, owner, &id).await {
             Ok(note) => notes.push(note),
             Err(e) => {
                 return Err(Error::RevocationFailed {
@@ -130,10 +130,10 @@ async fn resolve_for_cleanup<K: TokenResource>(
         common.environment_ref.as_ref(),
         &ctx.config.default_environment,
     );
-    match environment::resolve(ctx, namespace, env_ref, &common.tenant_id).await {
+    match resolve_environment::resolve(ctx, namespace, env_ref, &common.tenant_id).await {
         Ok(env) => Ok(env),
         Err(e @ (Error::EnvironmentNotFound { .. } | Error::CredentialsInvalid(_))) => {
-            let key = environment::environment_key(env_ref, namespace);
+            let key = resolve_environment::environment_key(env_ref, namespace);
             ctx.clients
                 .cached(&key)
                 .map(|client| Resolved { key, client })

@@ -5,7 +5,7 @@ use std::time::Duration;
 use kube::runtime::events::Recorder;
 
 use super::drift::DriftCache;
-use super::environment::ClientRegistry;
+use super::resolve_environment::ClientRegistry;
 use super::throttle::IssueThrottle;
 use crate::api::EnvironmentRef;
 use crate::metrics::{ManagedLabels, Metrics};

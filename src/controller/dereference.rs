@@ -8,20 +8,20 @@ use kube::{Api, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use super::drift::GroupKey;
-use super::environment::{self, Resolved, effective_ref};
 use super::error::KubeContext;
 use super::kinds::TokenResource;
 use super::marker;
 use super::plan::{self, Desired, Observed, RemoteState, SecretState};
+use super::resolve_environment::{self, Resolved, effective_ref};
 use super::secret::{self, Credential, SecretContext};
 use super::{Context, Error};
 use crate::api::{IssuedTokenRecord, TokenStatus};
-use crate::identity::{ExposeSecret, RemoteToken, Scope, TokenEndpoint};
+use crate::identity::{ExposeSecret, RemoteToken, TokenEndpoint, TokenOwner};
 
 /// Everything the later steps use, read once.
 pub struct World {
     pub env: Resolved,
-    pub scope: Scope,
+    pub owner: TokenOwner,
     pub secrets: Api<Secret>,
     pub live_secret: Option<Secret>,
     pub credential: Option<Credential>,
@@ -34,14 +34,14 @@ impl World {
     pub fn secret_context(&self) -> SecretContext<'_> {
         SecretContext {
             base_url: self.env.client.base_url(),
-            tenant_id: &self.scope.tenant_id,
-            user_id: self.scope.user_id.as_deref(),
+            tenant_id: &self.owner.tenant_id,
+            user_id: self.owner.user_id.as_deref(),
         }
     }
 }
 
-pub fn scope<K: TokenResource>(obj: &K) -> Scope {
-    Scope {
+pub fn owner<K: TokenResource>(obj: &K) -> TokenOwner {
+    TokenOwner {
         tenant_id: obj.common().tenant_id.clone(),
         user_id: obj.user_id().map(str::to_string),
     }
@@ -67,7 +67,7 @@ pub async fn dereference<K: TokenResource>(
         common.environment_ref.as_ref(),
         &ctx.config.default_environment,
     );
-    let env = environment::resolve(ctx, &namespace, env_ref, &common.tenant_id).await?;
+    let env = resolve_environment::resolve(ctx, &namespace, env_ref, &common.tenant_id).await?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let live_secret = secrets
         .get_opt(&desired.secret_name)
@@ -78,13 +78,13 @@ pub async fn dereference<K: TokenResource>(
     {
         return Err(Error::SecretConflict(desired.secret_name.clone()));
     }
-    let scope = scope(obj);
+    let owner = owner(obj);
     let credential = live_secret
         .as_ref()
         .and_then(|s| secret::read_credential(s, K::LAYOUT));
     let mut world = World {
         env,
-        scope,
+        owner,
         secrets,
         live_secret,
         credential,
@@ -142,11 +142,11 @@ async fn remote_state<K: TokenResource>(
     let Some(current) = current else {
         return (RemoteState::Unknown, None);
     };
-    let key = group_key::<K>(&world.env, &world.scope);
+    let key = group_key::<K>(&world.env, &world.owner);
     let listing = match ctx
         .drift
         .listing(key, ctx.config.resync, || {
-            world.env.client.list::<K::Endpoint>(&world.scope)
+            world.env.client.list::<K::Endpoint>(&world.owner)
         })
         .await
     {
@@ -165,12 +165,12 @@ async fn remote_state<K: TokenResource>(
     }
 }
 
-fn group_key<K: TokenResource>(env: &Resolved, scope: &Scope) -> GroupKey {
+fn group_key<K: TokenResource>(env: &Resolved, owner: &TokenOwner) -> GroupKey {
     GroupKey {
         environment: env.key.clone(),
         endpoint: K::Endpoint::NAME,
-        tenant: scope.tenant_id.clone(),
-        user: scope.user_id.clone(),
+        tenant: owner.tenant_id.clone(),
+        user: owner.user_id.clone(),
     }
 }
 
@@ -182,7 +182,7 @@ async fn find_marked<K: TokenResource>(
     status: &TokenStatus,
     world: &World,
 ) -> Result<plan::Recovery, Error> {
-    let tokens = fresh_listing::<K>(ctx, &world.env, &world.scope).await?;
+    let tokens = fresh_listing::<K>(ctx, &world.env, &world.owner).await?;
     let uid = obj.meta().uid.as_deref().unwrap_or_default();
     let recorded: Vec<&str> = status
         .current
@@ -201,14 +201,14 @@ async fn find_marked<K: TokenResource>(
 pub async fn fresh_listing<K: TokenResource>(
     ctx: &Context,
     env: &Resolved,
-    scope: &Scope,
+    owner: &TokenOwner,
 ) -> Result<std::sync::Arc<Vec<RemoteToken>>, Error> {
     let listing = ctx
         .drift
         .listing(
-            group_key::<K>(env, scope),
+            group_key::<K>(env, owner),
             std::time::Duration::ZERO,
-            || env.client.list::<K::Endpoint>(scope),
+            || env.client.list::<K::Endpoint>(owner),
         )
         .await?;
     Ok(listing.tokens)

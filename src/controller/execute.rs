@@ -11,15 +11,15 @@ use kube::runtime::events::EventType;
 use serde_json::json;
 
 use super::dereference::{World, secret_digest};
-use super::environment::Resolved;
 use super::error::KubeContext;
 use super::kinds::TokenResource;
 use super::plan::{Desired, IssueReason, Recovery};
+use super::resolve_environment::Resolved;
 use super::secret::{self, Credential};
 use super::status::{FIELD_MANAGER, write_status};
 use super::{Context, Error, marker, test_hooks, validate};
 use crate::api::{AttemptRecord, IssueIntent, IssuedTokenRecord, PendingRevocation, TokenStatus};
-use crate::identity::{IdentityError, Scope};
+use crate::identity::{IdentityError, TokenOwner};
 use crate::metrics::Metrics;
 
 pub type Note = (EventType, &'static str, String);
@@ -36,7 +36,7 @@ pub async fn recover<K: TokenResource>(
     notes: &mut Vec<Note>,
 ) -> Result<(), Error> {
     for id in &recovery.revoke {
-        notes.push(revoke::<K>(ctx, &world.env, &world.scope, id).await?);
+        notes.push(revoke::<K>(ctx, &world.env, &world.owner, id).await?);
     }
     if let (Some(id), Some(cred)) = (recovery.adopt, &world.credential) {
         if let Some(old) = status.current.take() {
@@ -112,7 +112,7 @@ pub async fn issue<K: TokenResource>(
         .env
         .client
         .create::<K::Endpoint>(
-            &world.scope,
+            &world.owner,
             &obj.create_request(desired.expires_in_minutes, description),
         )
         .await?;
@@ -158,7 +158,7 @@ pub async fn issue<K: TokenResource>(
     if let Err(e) = written {
         // Nobody can read the new token's secret: revoke it now rather than leak it. If that
         // fails too, the open journal has the next pass revoke it by its mark.
-        match revoke::<K>(ctx, &world.env, &world.scope, &issued.id).await {
+        match revoke::<K>(ctx, &world.env, &world.owner, &issued.id).await {
             Ok(_) => status.pending_issue = None,
             Err(revoke) => {
                 tracing::warn!(token = %issued.id, error = %revoke, "could not revoke a token whose Secret write failed")
@@ -256,7 +256,7 @@ pub async fn patch<K: TokenResource>(
     world
         .env
         .client
-        .patch_tenant_api_token(&world.scope, &current.id, &body)
+        .patch_tenant_api_token(&world.owner, &current.id, &body)
         .await?;
     current.patched_spec_hash = desired.patched_spec_hash.clone();
     notes.push((
@@ -296,7 +296,7 @@ pub async fn rewrite_secret<K: TokenResource>(
 pub async fn revoke_due<K: TokenResource>(
     ctx: &Context,
     env: &Resolved,
-    scope: &Scope,
+    owner: &TokenOwner,
     status: &mut TokenStatus,
     now: Timestamp,
     notes: &mut Vec<Note>,
@@ -307,7 +307,7 @@ pub async fn revoke_due<K: TokenResource>(
             still_pending.push(pending);
             continue;
         }
-        match revoke::<K>(ctx, env, scope, &pending.id).await {
+        match revoke::<K>(ctx, env, owner, &pending.id).await {
             Ok(note) => notes.push(note),
             Err(e) => {
                 tracing::warn!(token = %pending.id, error = %e, "revocation failed; will retry");
@@ -322,10 +322,10 @@ pub async fn revoke_due<K: TokenResource>(
 pub async fn revoke<K: TokenResource>(
     ctx: &Context,
     env: &Resolved,
-    scope: &Scope,
+    owner: &TokenOwner,
     id: &str,
 ) -> Result<Note, IdentityError> {
-    match env.client.delete::<K::Endpoint>(scope, id).await {
+    match env.client.delete::<K::Endpoint>(owner, id).await {
         Ok(()) => {
             ctx.metrics
                 .revocations

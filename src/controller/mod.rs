@@ -5,8 +5,7 @@ mod conditions;
 mod context;
 mod dereference;
 mod drift;
-mod environment;
-mod environments;
+mod environment_health;
 mod error;
 mod execute;
 #[cfg(test)]
@@ -15,6 +14,7 @@ mod kinds;
 mod marker;
 mod plan;
 mod reconcile;
+mod resolve_environment;
 mod secret;
 mod status;
 mod template;
@@ -23,10 +23,10 @@ mod throttle;
 mod validate;
 
 pub use context::{Config, Context};
-pub use environment::parse_environment_ref;
 pub use error::Error;
 pub use kinds::{SecretLayout, TokenResource};
 pub use plan::{Desired, IssueReason, Observed, Plan, Recovery, RemoteState, SecretState, plan};
+pub use resolve_environment::parse_environment_ref;
 pub use secret::{Credential, SecretContext};
 pub use template::render as render_template;
 
@@ -48,7 +48,7 @@ use crate::api::{
 
 /// Where the controllers watch.
 #[derive(Clone, Debug)]
-pub struct Scope {
+pub struct WatchScope {
     /// Empty: the whole cluster. Otherwise only these namespaces (namespaced RBAC suffices).
     pub namespaces: Vec<String>,
     /// Label selector restricting which ClusterFronteggEnvironments this instance serves.
@@ -59,7 +59,7 @@ pub struct Scope {
 /// Runs every controller until `shutdown` resolves. `ready` turns true once all caches synced.
 pub async fn run(
     ctx: Arc<Context>,
-    scope: Scope,
+    scope: WatchScope,
     ready: Arc<AtomicBool>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
@@ -103,11 +103,12 @@ pub async fn run(
             &mut controllers,
             &mut stores,
         );
-        let (fut, store) = environments::namespaced(ctx.clone(), ns.as_deref(), shutdown.clone());
+        let (fut, store) =
+            environment_health::namespaced(ctx.clone(), ns.as_deref(), shutdown.clone());
         controllers.push(fut);
         stores.push(wait_ready(store));
     }
-    let (fut, store) = environments::cluster(
+    let (fut, store) = environment_health::cluster(
         ctx.clone(),
         scope.cluster_environment_selector.clone(),
         shutdown.clone(),
@@ -154,7 +155,7 @@ where
 
 fn spawn_kind<K: TokenResource>(
     ctx: &Arc<Context>,
-    scope: &Scope,
+    scope: &WatchScope,
     ns: Option<&str>,
     shutdown: &(impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static),
     controllers: &mut Vec<BoxFuture<'static, ()>>,
@@ -266,7 +267,8 @@ fn tokens_using<K: TokenResource>(
         .state()
         .iter()
         .filter(|t| {
-            let r = environment::effective_ref(t.common().environment_ref.as_ref(), default);
+            let r =
+                resolve_environment::effective_ref(t.common().environment_ref.as_ref(), default);
             r.kind == kind
                 && r.name == name
                 && (namespace.is_none() || t.namespace().as_deref() == namespace)

@@ -219,7 +219,7 @@ async fn apply<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Outcome, Erro
     execute::revoke_due::<K>(
         ctx,
         &world.env,
-        &world.scope,
+        &world.owner,
         &mut new_status,
         now,
         &mut notes,

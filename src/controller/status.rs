@@ -9,10 +9,10 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::environment::Resolved;
 use super::error::KubeContext;
 use super::kinds::TokenResource;
 use super::plan::{Desired, renewal_time};
+use super::resolve_environment::Resolved;
 use super::{Context, Error, conditions};
 use crate::api::TokenStatus;
 use crate::metrics::{ManagedLabels, TokenLabels};

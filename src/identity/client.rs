@@ -86,7 +86,7 @@ const MAX_VENDOR_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// Who the token belongs to: the `frontegg-tenant-id` and `frontegg-user-id` headers.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Scope {
+pub struct TokenOwner {
     pub tenant_id: String,
     pub user_id: Option<String>,
 }
@@ -295,7 +295,7 @@ impl IdentityClient {
 
     pub async fn create<E: TokenEndpoint>(
         &self,
-        scope: &Scope,
+        scope: &TokenOwner,
         body: &E::Create,
     ) -> Result<IssuedToken, IdentityError> {
         let answer = self
@@ -306,7 +306,7 @@ impl IdentityClient {
 
     pub async fn list<E: TokenEndpoint>(
         &self,
-        scope: &Scope,
+        scope: &TokenOwner,
     ) -> Result<Vec<RemoteToken>, IdentityError> {
         let answer = self
             .request::<E, ()>(Method::GET, E::COLLECTION_PATH.to_string(), scope, None)
@@ -316,7 +316,7 @@ impl IdentityClient {
 
     pub async fn delete<E: TokenEndpoint>(
         &self,
-        scope: &Scope,
+        scope: &TokenOwner,
         id: &str,
     ) -> Result<(), IdentityError> {
         let path = format!("{}/{}", E::COLLECTION_PATH, encode_path_segment(id));
@@ -328,7 +328,7 @@ impl IdentityClient {
     /// Tenant API tokens are the only kind Frontegg can change in place.
     pub async fn patch_tenant_api_token(
         &self,
-        scope: &Scope,
+        scope: &TokenOwner,
         id: &str,
         body: &UpdateTenantApiToken,
     ) -> Result<RemoteToken, IdentityError> {
@@ -347,7 +347,7 @@ impl IdentityClient {
         &self,
         method: Method,
         path: String,
-        scope: &Scope,
+        scope: &TokenOwner,
         body: Option<&B>,
     ) -> Result<Answer, IdentityError> {
         if E::USER_SCOPED && scope.user_id.is_none() {

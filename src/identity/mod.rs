@@ -6,7 +6,7 @@ mod client;
 mod endpoints;
 mod error;
 
-pub use client::{ClientOptions, EnvironmentConfig, IdentityClient, RequestObserver, Scope};
+pub use client::{ClientOptions, EnvironmentConfig, IdentityClient, RequestObserver, TokenOwner};
 pub use endpoints::*;
 pub use error::IdentityError;
 pub use secrecy::{ExposeSecret, SecretString};

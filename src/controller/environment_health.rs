@@ -14,8 +14,8 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::environment::{client_for, environment_key};
 use super::error::KubeContext;
+use super::resolve_environment::{client_for, environment_key};
 use super::status::FIELD_MANAGER;
 use super::{Context, Error, conditions};
 use crate::api::{
