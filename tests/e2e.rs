@@ -802,3 +802,128 @@ async fn rotation_keeps_the_old_token_valid_through_the_grace_period() {
         "a token without expiry is never renewed"
     );
 }
+
+#[tokio::test]
+async fn a_token_that_fails_verification_is_revoked_and_the_secret_keeps_the_old_one() {
+    let env = TestEnv::start("verify").await;
+    env.apply(&json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserApiToken","metadata":{"name":"v"},
+                      "spec":{"tenantId":"t","userId":"u","rotation":{"verify":true}}}).to_string()).await;
+    let first = ready_token_id(&env.wait_ready("userapitokens", "v", "True", None).await);
+    assert_eq!(
+        env.fake
+            .calls("POST /identity/resources/auth/v2/api-token")
+            .await,
+        1,
+        "the first token was verified before it was written"
+    );
+    env.fake
+        .set_faults(json!({"errorNext": 1, "pathPrefix": "/identity/resources/auth/v2/api-token"}))
+        .await;
+    let api = dynamic_api(&env.client, Some(&env.ns), "userapitokens");
+    api.patch(
+        "v",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"tokens.frontegg-operator.io/rotate": "1"}}}),
+        ),
+    )
+    .await
+    .expect("annotate");
+    env.wait_ready("userapitokens", "v", "False", Some("VerificationFailed"))
+        .await;
+    assert_eq!(
+        secret_data(&env.secret("v").await.expect("secret"))["clientId"],
+        first,
+        "the Secret keeps the old token"
+    );
+    assert!(
+        env.fake.token(&first).await.is_some(),
+        "the old token still works"
+    );
+    // The retry (after the backoff and the reissue interval) verifies and switches.
+    let obj = env.wait_ready("userapitokens", "v", "True", None).await;
+    let second = ready_token_id(&obj);
+    assert_ne!(second, first);
+    assert_eq!(
+        secret_data(&env.secret("v").await.expect("secret"))["clientId"],
+        second
+    );
+    assert_eq!(
+        env.fake
+            .calls("POST /identity/resources/users/api-tokens/v1")
+            .await,
+        3,
+        "the first token, the one that failed verification, and its replacement"
+    );
+    let live: Vec<String> = env
+        .fake
+        .tokens()
+        .await
+        .iter()
+        .filter_map(|t| t["id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        live,
+        [second],
+        "the failed token and the old one are revoked"
+    );
+    env.assert_no_secrets_logged().await;
+}
+
+#[tokio::test]
+async fn rotation_restarts_the_listed_workloads() {
+    let env = TestEnv::start("restart").await;
+    apply_yaml(
+        &env.client,
+        &json!({"apiVersion":"apps/v1","kind":"Deployment",
+        "metadata":{"name":"consumer","namespace":env.ns},
+        "spec":{"replicas":0,"selector":{"matchLabels":{"app":"consumer"}},
+                "template":{"metadata":{"labels":{"app":"consumer"}},
+                            "spec":{"containers":[{"name":"c","image":"consumer:never-pulled"}]}}}})
+        .to_string(),
+    )
+    .await;
+    env.apply(&json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserAccessToken","metadata":{"name":"r"},
+                      "spec":{"tenantId":"t","userId":"u","rotation":{"restartTargets":[
+                          {"kind":"Deployment","name":"consumer"},{"kind":"StatefulSet","name":"missing"}]}}}).to_string()).await;
+    let first = ready_token_id(&env.wait_ready("useraccesstokens", "r", "True", None).await);
+    let deployments =
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(env.client.clone(), &env.ns);
+    let restarted_at = |d: k8s_openapi::api::apps::v1::Deployment| {
+        d.spec?
+            .template
+            .metadata?
+            .annotations?
+            .get("kubectl.kubernetes.io/restartedAt")
+            .cloned()
+    };
+    assert_eq!(
+        restarted_at(deployments.get("consumer").await.expect("deployment")),
+        None,
+        "the first issue restarts nothing: no workload held a credential yet"
+    );
+    let api = dynamic_api(&env.client, Some(&env.ns), "useraccesstokens");
+    api.patch(
+        "r",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"tokens.frontegg-operator.io/rotate": "1"}}}),
+        ),
+    )
+    .await
+    .expect("annotate");
+    wait_for(Duration::from_secs(60), "rotated", || async {
+        let obj = env.get("useraccesstokens", "r").await?;
+        (obj["status"]["current"]["id"].as_str()? != first).then_some(())
+    })
+    .await;
+    let at = wait_for(Duration::from_secs(30), "restart annotation", || async {
+        restarted_at(deployments.get("consumer").await.ok()?)
+    })
+    .await;
+    assert!(at.parse::<jiff::Timestamp>().is_ok(), "{at}");
+    assert_event(&env, "r", "Restarted").await;
+    // A missing workload is reported; the rotation itself stands.
+    assert_event(&env, "r", "RestartFailed").await;
+    env.wait_ready("useraccesstokens", "r", "True", None).await;
+}

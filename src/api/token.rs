@@ -259,6 +259,34 @@ pub struct RotationSpec {
         validation = Rule::new("self.matches('^([0-9]+(h|m|s))+$') && duration(self) <= duration('168h')").message("gracePeriod must be a duration like 10m, at most 168h")
     )]
     pub grace_period: Option<String>,
+    /// API tokens only: before switching the Secret, exchange the new credentials at
+    /// `POST /identity/resources/auth/v2/api-token` to prove they work. A token that fails
+    /// is revoked and the Secret keeps the old one; the issue is retried.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify: bool,
+    /// Workloads in this namespace restarted (like `kubectl rollout restart`) when the Secret's
+    /// credential is replaced, for those that read it only at start. At most 16.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub restart_targets: Vec<RestartTarget>,
+}
+
+/// A workload to restart when the credential changes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartTarget {
+    pub kind: WorkloadKind,
+    /// Name of the workload in the token's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Workload kinds that can be restarted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
 }
 
 /// A user's client-credentials (API) token: the Secret gets `clientId` and `secret`.

@@ -43,6 +43,10 @@ pub enum Error {
         "a token was issued for this resource less than --min-reissue-interval ago; the next one waits for it"
     )]
     ReissueThrottled { wait: std::time::Duration },
+    #[error(
+        "the new token did not work when exchanged at /identity/resources/auth/v2/api-token ({0}); it was revoked and the Secret keeps the previous token"
+    )]
+    VerificationFailed(&'static str),
     #[error("the Secret would be refused by the API server: {0}")]
     SecretRejected(String),
     /// An operator bug (a panic, an impossible state): never the user's input.
@@ -76,6 +80,7 @@ impl Error {
             Error::Kube { .. } => "KubernetesError",
             Error::ReissueThrottled { .. } => "ReissueThrottled",
             Error::SecretRejected(_) => "InvalidSpec",
+            Error::VerificationFailed(_) => "VerificationFailed",
             Error::Internal(_) => "InternalError",
         }
     }
@@ -85,7 +90,10 @@ impl Error {
     pub fn is_permanent(&self) -> bool {
         match self {
             Error::Identity(e) => !e.is_retryable(),
-            Error::Kube { .. } | Error::ReissueThrottled { .. } | Error::Internal(_) => false,
+            Error::Kube { .. }
+            | Error::ReissueThrottled { .. }
+            | Error::Internal(_)
+            | Error::VerificationFailed(_) => false,
             Error::RevocationFailed { cause } => cause.is_permanent(),
             _ => true,
         }

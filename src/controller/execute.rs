@@ -4,21 +4,25 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::dereference::{World, secret_digest};
 use super::error::KubeContext;
-use super::kinds::TokenResource;
+use super::kinds::{SecretLayout, TokenResource};
 use super::plan::{Desired, IssueReason, Recovery};
 use super::resolve_environment::Resolved;
 use super::secret::{self, Credential};
 use super::status::{FIELD_MANAGER, write_status};
 use super::{Context, Error, marker, test_hooks, validate};
-use crate::api::{AttemptRecord, IssueIntent, IssuedTokenRecord, PendingRevocation, TokenStatus};
+use crate::api::{
+    AttemptRecord, IssueIntent, IssuedTokenRecord, PendingRevocation, RestartTarget, TokenStatus,
+    WorkloadKind,
+};
 use crate::identity::{IdentityError, TokenOwner};
 use crate::metrics::Metrics;
 
@@ -81,6 +85,7 @@ pub async fn issue<K: TokenResource>(
     superseded: Option<String>,
     now: Timestamp,
     notes: &mut Vec<Note>,
+    written: &mut Option<TokenStatus>,
 ) -> Result<(), Error> {
     // The apiserver checks the Secret's shape (keys, labels, annotations, size) before a
     // token exists that could not be written anywhere.
@@ -105,6 +110,9 @@ pub async fn issue<K: TokenResource>(
         operation: format!("{reason:?}"),
     });
     write_status(obj, ctx, status).await?;
+    // From here on a failure report must start from this status, or it would close the
+    // journal of a create that may have happened.
+    *written = Some(status.clone());
     test_hooks::exit_at("after-intent", obj);
 
     let description = marker::describe(obj.common().description.as_deref(), &uid, &attempt_id);
@@ -124,6 +132,25 @@ pub async fn issue<K: TokenResource>(
         .issued
         .get_or_create(&Metrics::kind(K::KIND))
         .inc();
+    let rotation = obj.common().rotation.clone().unwrap_or_default();
+    if rotation.verify
+        && K::LAYOUT == SecretLayout::ClientCredentials
+        && let Err(e) = world
+            .env
+            .client
+            .verify_api_token(&issued.id, &issued.secret)
+            .await
+    {
+        // An unusable token: revoke it, keep the Secret, let the backoff retry.
+        if revoke::<K>(ctx, &world.env, &world.owner, &issued.id)
+            .await
+            .is_ok()
+        {
+            status.pending_issue = None;
+            *written = Some(status.clone());
+        }
+        return Err(Error::VerificationFailed(e.reason()));
+    }
     let expires_at = match (issued.expires_at, desired.expires_in_minutes) {
         (Some(at), _) => Some(at),
         (None, Some(minutes)) => {
@@ -146,7 +173,7 @@ pub async fn issue<K: TokenResource>(
         secret: issued.secret,
         expires_at: expires_at.map(|t| t.to_string()),
     };
-    let written = match secret::desired_secret(
+    let secret_written = match secret::desired_secret(
         obj,
         &desired.secret_name,
         &credential,
@@ -155,11 +182,14 @@ pub async fn issue<K: TokenResource>(
         Ok(want) => write_secret_object(&world.secrets, world.live_secret.as_ref(), want).await,
         Err(e) => Err(e),
     };
-    if let Err(e) = written {
+    if let Err(e) = secret_written {
         // Nobody can read the new token's secret: revoke it now rather than leak it. If that
         // fails too, the open journal has the next pass revoke it by its mark.
         match revoke::<K>(ctx, &world.env, &world.owner, &issued.id).await {
-            Ok(_) => status.pending_issue = None,
+            Ok(_) => {
+                status.pending_issue = None;
+                *written = Some(status.clone());
+            }
             Err(revoke) => {
                 tracing::warn!(token = %issued.id, error = %revoke, "could not revoke a token whose Secret write failed")
             }
@@ -173,6 +203,9 @@ pub async fn issue<K: TokenResource>(
         && let Some(old) = &status.current
     {
         delete_owned_secret(obj, &world.secrets, &old.secret_name).await;
+    }
+    if reason != IssueReason::Initial {
+        restart_targets(ctx, &rotation.restart_targets, obj, notes).await;
     }
     let not_before = now.checked_add(desired.grace_period).ok();
     notes.push((
@@ -404,6 +437,57 @@ async fn dry_run_secret(secrets: &Api<Secret>, probe: Secret) -> Result<(), Erro
             Error::SecretRejected(status.message.chars().take(500).collect()),
         ),
         Err(e) => Err(e).context("dry-run the token's Secret"),
+    }
+}
+
+/// `kubectl rollout restart` for the workloads that read the credential only at start.
+/// Failures are reported, not fatal: the Secret already switched, and the old token stays
+/// valid for the grace period.
+async fn restart_targets<K: TokenResource>(
+    ctx: &Context,
+    targets: &[RestartTarget],
+    obj: &K,
+    notes: &mut Vec<Note>,
+) {
+    let namespace = obj.namespace().unwrap_or_default();
+    let patch = json!({"spec": {"template": {"metadata": {"annotations": {
+        "kubectl.kubernetes.io/restartedAt": Timestamp::now().to_string()
+    }}}}});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    for target in targets {
+        let client = ctx.client.clone();
+        let result = match target.kind {
+            WorkloadKind::Deployment => Api::<Deployment>::namespaced(client, &namespace)
+                .patch(&target.name, &params, &Patch::Merge(&patch))
+                .await
+                .map(|_| ()),
+            WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client, &namespace)
+                .patch(&target.name, &params, &Patch::Merge(&patch))
+                .await
+                .map(|_| ()),
+            WorkloadKind::DaemonSet => Api::<DaemonSet>::namespaced(client, &namespace)
+                .patch(&target.name, &params, &Patch::Merge(&patch))
+                .await
+                .map(|_| ()),
+        };
+        notes.push(match result {
+            Ok(()) => (
+                EventType::Normal,
+                "Restarted",
+                format!(
+                    "restarted {:?} {} for the new credential",
+                    target.kind, target.name
+                ),
+            ),
+            Err(e) => (
+                EventType::Warning,
+                "RestartFailed",
+                format!("could not restart {:?} {}: {e}", target.kind, target.name),
+            ),
+        });
     }
 }
 

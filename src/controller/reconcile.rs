@@ -36,8 +36,9 @@ pub async fn reconcile<K: TokenResource>(obj: Arc<K>, ctx: Arc<Context>) -> Resu
     let pipeline = finalizer(&api, FINALIZER, obj.clone(), |event| async {
         match event {
             FinalizerEvent::Apply(obj) => {
-                let result = apply(&*obj, &ctx).await;
-                report(&*obj, &ctx, Phase::Apply, result).await
+                let mut written = None;
+                let result = apply(&*obj, &ctx, &mut written).await;
+                report(&*obj, &ctx, Phase::Apply, result, written).await
             }
             FinalizerEvent::Cleanup(obj) => {
                 let result = cleanup::cleanup(&*obj, &ctx).await.map(|notes| Outcome {
@@ -45,7 +46,7 @@ pub async fn reconcile<K: TokenResource>(obj: Arc<K>, ctx: Arc<Context>) -> Resu
                     notes,
                     requeue: Duration::ZERO,
                 });
-                report(&*obj, &ctx, Phase::Cleanup, result).await
+                report(&*obj, &ctx, Phase::Cleanup, result, None).await
             }
         }
     });
@@ -78,7 +79,7 @@ pub async fn reconcile<K: TokenResource>(obj: Arc<K>, ctx: Arc<Context>) -> Resu
                 Phase::Apply
             };
             let err = Error::Internal("the reconcile panicked".into());
-            report(&*obj, &ctx, phase, Err(err))
+            report(&*obj, &ctx, phase, Err(err), None)
                 .await
                 .and_then(|_| Err(Error::Internal("the reconcile panicked".into())))
         }
@@ -133,8 +134,13 @@ enum Phase {
     Cleanup,
 }
 
-/// Validate, dereference, plan, execute, status.
-async fn apply<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Outcome, Error> {
+/// Validate, dereference, plan, execute, status. `written` receives any status this pass
+/// already wrote (the issuance journal), for the failure report to start from.
+async fn apply<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    written: &mut Option<TokenStatus>,
+) -> Result<Outcome, Error> {
     test_hooks::panic_if_requested(obj);
     test_hooks::exit_at("after-finalizer", obj);
     // validate (no client required)
@@ -207,6 +213,7 @@ async fn apply<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Outcome, Erro
                 revoke,
                 now,
                 &mut notes,
+                written,
             )
             .await?;
         }
@@ -256,6 +263,7 @@ async fn report<K: TokenResource>(
     ctx: &Context,
     phase: Phase,
     result: Result<Outcome, Error>,
+    written: Option<TokenStatus>,
 ) -> Result<Action, Error> {
     let key = object_key(obj);
     match result {
@@ -285,7 +293,9 @@ async fn report<K: TokenResource>(
             Err(err)
         }
         Err(err) => {
-            let mut status = obj.token_status().cloned().unwrap_or_default();
+            let mut status = written
+                .or_else(|| obj.token_status().cloned())
+                .unwrap_or_default();
             let generation = obj.meta().generation;
             conditions::set(
                 &mut status.conditions,

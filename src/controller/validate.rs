@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::kinds::TokenResource;
+use super::kinds::{SecretLayout, TokenResource};
 use super::plan::{Desired, RenewBefore, whole_minutes};
 use super::secret::{self, Credential, SecretContext};
 use super::{Error, template};
@@ -66,6 +66,23 @@ pub fn desired_state<K: TokenResource>(
                 Error::InvalidSpec("rotation.gracePeriod must be a duration of at most 168h".into())
             })?,
     };
+    if let Some(rotation) = &common.rotation {
+        if rotation.verify && K::LAYOUT != SecretLayout::ClientCredentials {
+            return Err(Error::InvalidSpec(
+                "rotation.verify applies to API tokens only".into(),
+            ));
+        }
+        if rotation.restart_targets.len() > MAX_RESTART_TARGETS
+            || rotation
+                .restart_targets
+                .iter()
+                .any(|t| t.name.is_empty() || t.name.len() > 253)
+        {
+            return Err(Error::InvalidSpec(format!(
+                "rotation.restartTargets takes at most {MAX_RESTART_TARGETS} workloads with valid names"
+            )));
+        }
+    }
     obj.check_kind_fields().map_err(Error::InvalidSpec)?;
     check_secret_target(obj)?;
 
@@ -86,6 +103,9 @@ pub fn desired_state<K: TokenResource>(
         rotation_request: obj.annotations().get(ROTATE_ANNOTATION).cloned(),
     })
 }
+
+/// Most workloads one token restarts.
+const MAX_RESTART_TARGETS: usize = 16;
 
 /// `24h` or `33%`.
 fn parse_renew_before(value: &str) -> Result<RenewBefore, String> {
@@ -299,6 +319,7 @@ mod tests {
             refused(|c| {
                 c.rotation = Some(crate::api::RotationSpec {
                     grace_period: Some("169h".into()),
+                    ..Default::default()
                 })
             })
             .contains("gracePeriod")

@@ -122,6 +122,16 @@ struct VendorAuthResponse {
     expires_in: f64,
 }
 
+/// `ApiTokenAuthV2Response`: secrets only, read to check the shape and then dropped.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct ApiTokenAuthResponse {
+    access_token: SecretString,
+    refresh_token: SecretString,
+    expires_in: f64,
+    expires: String,
+}
+
 #[derive(Deserialize)]
 struct ErrorBody {
     #[serde(default)]
@@ -291,6 +301,32 @@ impl IdentityClient {
             return self.store_vendor_token(&mut cached, result).map(|_| ());
         }
         self.bearer().await.map(|_| ())
+    }
+
+    /// Exchanges an API token's client credentials for a JWT at
+    /// `POST /identity/resources/auth/v2/api-token`, which proves the token works. The JWT
+    /// and refresh token are dropped at once: the check is all that is wanted.
+    pub async fn verify_api_token(
+        &self,
+        client_id: &str,
+        secret: &SecretString,
+    ) -> Result<(), IdentityError> {
+        let url = format!("{}/identity/resources/auth/v2/api-token", self.env.base_url);
+        let body = VendorAuthRequest {
+            client_id,
+            secret: secret.expose_secret(),
+        };
+        // Each exchange opens a refresh token (Frontegg keeps 100 per API token): never
+        // repeated in place unless it never left this process.
+        let answer = self
+            .with_retries("POST api-token-auth", false, false, || async {
+                let req = self.http.post(&url).json(&body);
+                self.send_once("POST api-token-auth", req)
+                    .await
+                    .map_err(Retry::Fail)
+            })
+            .await?;
+        decode_answer::<ApiTokenAuthResponse>(&answer).map(|_| ())
     }
 
     pub async fn create<E: TokenEndpoint>(

@@ -691,6 +691,7 @@ pub fn dynamic_api(
 ) -> Api<kube::api::DynamicObject> {
     let (group, version, kind) = match plural {
         "secrets" => ("", "v1", "Secret"),
+        "deployments" => ("apps", "v1", "Deployment"),
         "clusterfronteggenvironments" => (
             "tokens.frontegg-operator.io",
             "v1alpha1",

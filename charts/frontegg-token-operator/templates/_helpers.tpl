@@ -67,4 +67,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+- apiGroups: [apps]
+  # spec.rotation.restartTargets: a rollout restart (a pod template annotation) when a
+  # credential is replaced. Only patch; the operator never reads or lists workloads.
+  resources: [deployments, statefulsets, daemonsets]
+  verbs: [patch]
 {{- end -}}

@@ -1,6 +1,9 @@
 //! `frontegg-fake`: an in-memory stand-in for Frontegg's vendor auth and identity token API,
 //! held to the published OpenAPI, with fault injection and counters for tests and benchmarks.
 //!
+//! Frontegg routes: vendor auth, the four token families, and the API-token exchange
+//! (`POST /identity/resources/auth/v2/api-token`).
+//!
 //! Admin API (not part of Frontegg): `GET /_admin/stats`, `GET /_admin/calls`,
 //! `GET /_admin/tokens`, `GET /_admin/issued-secrets`, `PUT /_admin/faults`, `POST /_admin/revoke-vendor-tokens`,
 //! `DELETE /_admin/tokens/{id}`, `POST /_admin/reset-stats`.
@@ -149,6 +152,10 @@ fn router(app: App) -> Router {
     const TACC: &str = "/identity/resources/tenants/access-tokens/v1";
     let frontegg = Router::new()
         .route("/auth/vendor", post(vendor_auth))
+        .route(
+            "/identity/resources/auth/v2/api-token",
+            post(exchange_api_token),
+        )
         .route(UAPI, post(create_user_api).get(list_user_api))
         .route(&format!("{UAPI}/{{id}}"), delete(delete_user_api))
         .route(UACC, post(create_user_access).get(list_user_access))
@@ -407,6 +414,19 @@ async fn vendor_auth(State(app): State<App>, body: axum::body::Bytes) -> Respons
             }
             (StatusCode::OK, Json(v)).into_response()
         }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn exchange_api_token(State(app): State<App>, body: axum::body::Bytes) -> Response {
+    let result = parse_body(&body).and_then(|body| {
+        app.store
+            .lock()
+            .map_err(|_| poisoned())?
+            .exchange_api_token(&body)
+    });
+    match result {
+        Ok(v) => (StatusCode::OK, Json(v)).into_response(),
         Err(e) => e.into_response(),
     }
 }

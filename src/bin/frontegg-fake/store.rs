@@ -114,6 +114,43 @@ impl Store {
         Ok(json!({ "token": token, "expiresIn": self.vendor_token_lifetime.as_secs_f64() }))
     }
 
+    /// `POST /identity/resources/auth/v2/api-token`: a user or tenant API token's client
+    /// credentials for a JWT. Expired or revoked tokens, and wrong secrets, get 401.
+    pub fn exchange_api_token(&mut self, body: &Value) -> Result<Value, ApiError> {
+        let client_id = body.get("clientId").and_then(Value::as_str);
+        let secret = body.get("secret").and_then(Value::as_str);
+        let (Some(client_id), Some(secret)) = (client_id, secret) else {
+            return Err(ApiError::bad_request("clientId and secret are required"));
+        };
+        let now = Timestamp::now();
+        let valid = self.tokens.get(client_id).is_some_and(|t| {
+            matches!(t.family, Family::UserApi | Family::TenantApi)
+                && t.secret == secret
+                && t.expires
+                    .as_deref()
+                    .and_then(|e| e.parse::<Timestamp>().ok())
+                    .is_none_or(|e| e > now)
+        });
+        if !valid {
+            return Err(ApiError::unauthorized());
+        }
+        let lifetime = Duration::from_secs(3600);
+        let access = format!("fake-jwt-{}", uuid::Uuid::new_v4().simple());
+        let refresh = format!("fake-refresh-{}", uuid::Uuid::new_v4().simple());
+        self.issued_secrets.push(access.clone());
+        self.issued_secrets.push(refresh.clone());
+        let expires = now
+            .checked_add(lifetime)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        Ok(json!({
+            "access_token": access,
+            "refresh_token": refresh,
+            "expires_in": lifetime.as_secs_f64(),
+            "expires": expires,
+        }))
+    }
+
     pub fn check_bearer(&self, authorization: Option<&str>) -> Result<(), ApiError> {
         let token = authorization
             .and_then(|h| h.strip_prefix("Bearer "))
