@@ -841,9 +841,16 @@ async fn a_token_that_fails_verification_is_revoked_and_the_secret_keeps_the_old
         "the old token still works"
     );
     // The retry (after the backoff and the reissue interval) verifies and switches.
-    let obj = env.wait_ready("userapitokens", "v", "True", None).await;
-    let second = ready_token_id(&obj);
-    assert_ne!(second, first);
+    let second = wait_for(Duration::from_secs(60), "rotated after a retry", || async {
+        let obj = env.get("userapitokens", "v").await?;
+        let ready = obj["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        let id = obj["status"]["current"]["id"].as_str()?.to_string();
+        (ready && id != first).then_some(id)
+    })
+    .await;
     assert_eq!(
         secret_data(&env.secret("v").await.expect("secret"))["clientId"],
         second

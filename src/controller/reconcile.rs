@@ -25,7 +25,7 @@ use super::execute::{self, Note};
 use super::kinds::TokenResource;
 use super::plan::{self, Plan};
 use super::status::{self, object_key, publish, write_status};
-use super::{Context, Error, cleanup, conditions, context, test_hooks, validate};
+use super::{Context, Error, cleanup, context, test_hooks, validate};
 use crate::api::{FINALIZER, TokenStatus};
 use crate::identity::IdentityError;
 use crate::metrics::{Metrics, ReconcileLabels};
@@ -234,11 +234,15 @@ async fn apply<K: TokenResource>(
     .await;
 
     // status
-    let mut requeue = status::finish(obj, ctx, &world.env, &desired, &mut new_status, now);
-    if recovered {
-        // Plan again at once, on the settled state.
-        requeue = Duration::ZERO;
-    }
+    let requeue = status::finish(
+        obj,
+        ctx,
+        &world.env,
+        &desired,
+        &mut new_status,
+        now,
+        recovered,
+    );
     Ok(Outcome {
         status: new_status,
         notes,
@@ -293,24 +297,8 @@ async fn report<K: TokenResource>(
             Err(err)
         }
         Err(err) => {
-            let mut status = written
-                .or_else(|| obj.token_status().cloned())
-                .unwrap_or_default();
-            let generation = obj.meta().generation;
-            conditions::set(
-                &mut status.conditions,
-                "Ready",
-                false,
-                err.reason(),
-                &err.to_string(),
-                generation,
-            );
-            status.observed_generation = generation;
-            if Some(&status) != obj.token_status() {
-                if let Err(e) = write_status(obj, ctx, &status).await {
-                    tracing::warn!(object = %key, error = %e, "could not record the failure in status");
-                }
-                publish(obj, ctx, EventType::Warning, err.reason(), err.to_string()).await;
+            if let Err(e) = status::write_failure(obj, ctx, &err, written.as_ref()).await {
+                tracing::warn!(object = %key, error = %e, "could not record the failure in status");
             }
             tracing::warn!(object = %key, reason = err.reason(), error = %err, "reconcile failed");
             // A failed cleanup must stay an error: the finalizer helper removes the finalizer

@@ -23,7 +23,9 @@ pub const FIELD_MANAGER: &str = "frontegg-token-operator";
 const REVOCATION_RETRY: Duration = Duration::from_secs(30);
 
 /// Marks a successful pass Ready, records the next renewal and the token metrics, and returns
-/// when to look again: the next renewal, the end of a grace period, or the resync.
+/// when to look again: the next renewal, the end of a grace period, or the resync. After a
+/// pass that only settled an interrupted issuance, it changes nothing and asks for another
+/// pass at once.
 pub fn finish<K: TokenResource>(
     obj: &K,
     ctx: &Context,
@@ -31,25 +33,22 @@ pub fn finish<K: TokenResource>(
     desired: &Desired,
     status: &mut TokenStatus,
     now: Timestamp,
+    settled_only: bool,
 ) -> Duration {
-    match &status.current {
-        Some(c) => conditions::set(
+    if settled_only {
+        // A pass that only settled an interrupted issuance: the condition keeps saying why
+        // (the failure that interrupted it), and the next pass decides at once.
+        return Duration::ZERO;
+    }
+    if let Some(c) = &status.current {
+        conditions::set(
             &mut status.conditions,
             "Ready",
             true,
             "TokenReady",
             &format!("Secret {} holds token {}", c.secret_name, c.id),
             obj.meta().generation,
-        ),
-        // After a recovery that adopted nothing: the next pass issues.
-        None => conditions::set(
-            &mut status.conditions,
-            "Ready",
-            false,
-            "Issuing",
-            "no token is issued yet",
-            obj.meta().generation,
-        ),
+        );
     }
     status.observed_generation = obj.meta().generation;
     status.next_renewal = status
@@ -141,6 +140,55 @@ pub async fn write_status<K: TokenResource>(
     )
     .await
     .context("write the token's status")?;
+    Ok(())
+}
+
+/// Records a failure: Ready=False with its reason, plus the journal this pass wrote (opened,
+/// or closed again). A merge patch of those fields only: the cached status a failure starts
+/// from may be behind the API server, and writing all of it back would undo newer fields
+/// (a lost journal, an older current token). Publishes a Warning when the condition changed.
+pub async fn write_failure<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    err: &Error,
+    written: Option<&TokenStatus>,
+) -> Result<(), Error> {
+    let cached = obj.token_status().cloned().unwrap_or_default();
+    let mut conditions = written.map_or(cached.conditions.clone(), |w| w.conditions.clone());
+    let generation = obj.meta().generation;
+    conditions::set(
+        &mut conditions,
+        "Ready",
+        false,
+        err.reason(),
+        &err.to_string(),
+        generation,
+    );
+    let journal_changed = written.is_some_and(|w| w.pending_issue != cached.pending_issue);
+    if conditions == cached.conditions
+        && generation == cached.observed_generation
+        && !journal_changed
+    {
+        return Ok(());
+    }
+    let mut patch = json!({ "status": {
+        "conditions": conditions,
+        "observedGeneration": generation,
+    }});
+    if let (Some(w), Some(status)) = (written, patch.get_mut("status")) {
+        status["pendingIssue"] = json!(w.pending_issue);
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    api.patch_status(&obj.name_any(), &params, &Patch::Merge(&patch))
+        .await
+        .context("record the failure in the token's status")?;
+    if conditions != cached.conditions {
+        publish(obj, ctx, EventType::Warning, err.reason(), err.to_string()).await;
+    }
     Ok(())
 }
 
