@@ -99,6 +99,22 @@ struct RunArgs {
     /// workloads switch first (spec.rotation.gracePeriod overrides it per resource).
     #[arg(long, env = "GRACE_PERIOD", default_value = "10m", value_parser = humantime::parse_duration)]
     grace_period: Duration,
+    /// Base URLs environments may use, as globs over `scheme://host[:port]` (repeat the flag,
+    /// or separate with commas). An environment whose baseUrl matches none is refused before
+    /// any request. The default is Frontegg's regional API hosts and its sub-domains.
+    #[arg(
+        long = "allowed-base-url",
+        env = "ALLOWED_BASE_URLS",
+        value_delimiter = ',',
+        default_values = [
+            "https://api.frontegg.com",
+            "https://api.us.frontegg.com",
+            "https://api.ca.frontegg.com",
+            "https://api.au.frontegg.com",
+            "https://*.frontegg.com",
+        ]
+    )]
+    allowed_base_urls: Vec<String>,
     /// Only serve ClusterFronteggEnvironments matching this label selector.
     #[arg(long, env = "CLUSTER_ENVIRONMENT_SELECTOR")]
     cluster_environment_selector: Option<String>,
@@ -215,6 +231,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         request_timeout: args.request_timeout,
         min_reissue_interval: args.min_reissue_interval,
         grace_period: args.grace_period,
+        allowed_base_urls: args.allowed_base_urls,
+        cluster_environment_selector: args.cluster_environment_selector.clone(),
     };
     let ctx = Arc::new(controller::Context::new(
         client.clone(),

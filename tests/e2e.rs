@@ -355,7 +355,7 @@ async fn disallowed_tenant_and_namespace_get_ready_false_and_no_remote_call() {
 #[tokio::test]
 async fn fixing_environment_credentials_recovers_tokens() {
     let env = TestEnv::start("creds").await;
-    let wrong = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"frontegg-credentials"},
+    let wrong = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"frontegg-credentials","labels":{"tokens.frontegg-operator.io/credentials":"true"}},
                        "stringData":{"clientId": env.fake.client_id, "secret": "wrong-secret"}});
     env.apply(&wrong.to_string()).await;
     env.wait_environment("False", Some("Unauthorized")).await;
@@ -372,7 +372,7 @@ async fn fixing_environment_credentials_recovers_tokens() {
         auth_calls <= 10,
         "bad credentials must not storm vendor auth: {auth_calls} calls"
     );
-    let right = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"frontegg-credentials"},
+    let right = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"frontegg-credentials","labels":{"tokens.frontegg-operator.io/credentials":"true"}},
                        "stringData":{"clientId": env.fake.client_id, "secret": env.fake.secret}});
     env.apply(&right.to_string()).await;
     env.wait_ready(
@@ -568,7 +568,7 @@ async fn revocation_failure_explains_itself_and_orphan_unblocks_deletion() {
     .await;
     // Credentials break, then the resource is deleted: revocation cannot succeed.
     env.apply(
-        &json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"frontegg-credentials"},
+        &json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"frontegg-credentials","labels":{"tokens.frontegg-operator.io/credentials":"true"}},
                       "stringData":{"clientId": env.fake.client_id, "secret": "rotated-away"}})
         .to_string(),
     )

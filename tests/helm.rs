@@ -189,6 +189,8 @@ async fn operator_runs_as_the_charts_service_account_and_uninstall_keeps_crds_an
         "operator.resyncPeriod=3s",
         "--set",
         "operator.environmentRetry=1s",
+        "--set",
+        "allowedBaseUrls={http://127.0.0.1:*}",
     ]);
     assert!(ok, "helm install: {out}{err}");
     assert!(
@@ -198,6 +200,14 @@ async fn operator_runs_as_the_charts_service_account_and_uninstall_keeps_crds_an
 
     // The operator binary, with the Deployment's own args, as the chart's ServiceAccount.
     let (ok, manifest, err) = helm_run(&["get", "manifest", &release, "-n", &release_ns]);
+    assert!(
+        manifest.contains("- --allowed-base-url=http://127.0.0.1:*"),
+        "the Deployment carries allowedBaseUrls: {manifest}"
+    );
+    assert!(
+        manifest.contains("tokens.frontegg-operator.io/credentials: \"true\""),
+        "the default environment's Secret is marked as credentials"
+    );
     assert!(ok, "{err}");
     let (service_account, args) = deployment_args(&manifest, &release_ns);
     let sa_kubeconfig = service_account_kubeconfig(&release_ns, &service_account);

@@ -45,7 +45,8 @@ impl Case {
             client,
             &json!({
                 "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "hostile-credentials", "namespace": ns},
+                "metadata": {"name": "hostile-credentials", "namespace": ns,
+                             "labels": {"tokens.frontegg-operator.io/credentials": "true"}},
                 "stringData": {"clientId": fake.client_id, "secret": fake.secret}
             })
             .to_string(),
@@ -201,7 +202,8 @@ async fn no_token_author_and_no_remote_endpoint_can_crash_loop_starve_or_bloat_t
         &client,
         &json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "frontegg-credentials", "namespace": victim_ns},
+            "metadata": {"name": "frontegg-credentials", "namespace": victim_ns,
+                         "labels": {"tokens.frontegg-operator.io/credentials": "true"}},
             "stringData": {"clientId": fake.client_id, "secret": fake.secret}
         })
         .to_string(),
@@ -235,6 +237,8 @@ async fn no_token_author_and_no_remote_endpoint_can_crash_loop_starve_or_bloat_t
         "1s",
         "--leader-election",
         "false",
+        "--allowed-base-url",
+        "http://127.0.0.1:*",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -124,7 +124,10 @@ pub struct FronteggEnvironmentSpec {
 }
 
 /// Which namespaces may use a ClusterFronteggEnvironment. A namespace is allowed when it is
-/// listed in `names` or matches `selector`. Empty means no namespace is allowed.
+/// listed in `names` or matches `selector`. Both empty means no namespace is allowed, and so
+/// does an empty `selector: {}` (unlike Kubernetes' usual "empty matches everything", a guard
+/// rail opens only on purpose: to allow every namespace, select on the label every namespace
+/// has, `kubernetes.io/metadata.name` with operator `Exists`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AllowedNamespaces {
@@ -173,6 +176,38 @@ pub struct ClusterFronteggEnvironmentSpec {
     /// Frontegg tenant IDs that token resources may act on; `*` allows every tenant.
     #[serde(default)]
     pub allowed_tenants: Vec<String>,
+    /// Limits on the tokens this environment issues. Checked before any remote call that
+    /// creates or changes a token; revoking is never refused.
+    #[serde(default)]
+    pub policy: TokenPolicy,
+}
+
+/// Limits on the tokens a ClusterFronteggEnvironment issues. An absent field allows anything;
+/// an empty list allows nothing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenPolicy {
+    /// User ids user tokens may be issued for; `*` matches any run of characters, `?` one
+    /// character (e.g. `svc-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), inner(length(max = 256)))]
+    pub allowed_users: Option<Vec<String>>,
+    /// Role ids tokens may be granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256), inner(length(max = 256)))]
+    pub allowed_role_ids: Option<Vec<String>>,
+    /// Permission ids tenant API tokens may be granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256), inner(length(max = 256)))]
+    pub allowed_permission_ids: Option<Vec<String>>,
+    /// Longest lifetime a token may ask for (e.g. `720h`). When set, a token that never
+    /// expires is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(
+        validation = Rule::new("self.matches('^([0-9]+(h|m|s))+$') && duration(self) <= duration('87600h')").message("maxLifetime must be a duration like 720h, at most 87600h")
+    )]
+    pub max_lifetime: Option<String>,
 }
 
 /// Observed state of an environment (kstatus compatible).

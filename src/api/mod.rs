@@ -24,6 +24,8 @@ pub const MANAGED_BY_VALUE: &str = "frontegg-token-operator";
 pub const KIND_LABEL: &str = "tokens.frontegg-operator.io/kind";
 /// Annotation whose change asks for an immediate rotation (any new value).
 pub const ROTATE_ANNOTATION: &str = "tokens.frontegg-operator.io/rotate";
+/// Label a Secret must carry before the operator reads it as an environment's credentials.
+pub const CREDENTIALS_LABEL: &str = "tokens.frontegg-operator.io/credentials";
 /// Finalizer that guards remote revocation.
 pub const FINALIZER: &str = "tokens.frontegg-operator.io/revoke";
 

@@ -11,7 +11,7 @@ use super::dereference::{self, marked_by_uid};
 use super::error::KubeContext;
 use super::execute::{Note, revoke};
 use super::kinds::TokenResource;
-use super::resolve_environment::{self, Resolved, effective_ref};
+use super::resolve_environment::{self, Purpose, Resolved, effective_ref};
 use super::status::forget_metrics;
 use super::{Context, Error, secret, test_hooks};
 use crate::api::DeletionPolicy;
@@ -130,13 +130,19 @@ async fn resolve_for_cleanup<K: TokenResource>(
         common.environment_ref.as_ref(),
         &ctx.config.default_environment,
     );
-    match resolve_environment::resolve(ctx, namespace, env_ref, &common.tenant_id).await {
+    match resolve_environment::resolve(ctx, namespace, env_ref, &common.tenant_id, Purpose::Revoke)
+        .await
+    {
         Ok(env) => Ok(env),
         Err(e @ (Error::EnvironmentNotFound { .. } | Error::CredentialsInvalid(_))) => {
             let key = resolve_environment::environment_key(env_ref, namespace);
             ctx.clients
                 .cached(&key)
-                .map(|client| Resolved { key, client })
+                .map(|client| Resolved {
+                    key,
+                    client,
+                    policy: None,
+                })
                 .ok_or(e)
         }
         Err(e) => Err(e),

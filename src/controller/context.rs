@@ -30,6 +30,10 @@ pub struct Config {
     pub min_reissue_interval: Duration,
     /// How long a replaced token keeps working, unless the resource says otherwise.
     pub grace_period: Duration,
+    /// Globs over `scheme://host[:port]` that an environment's base URL must match.
+    pub allowed_base_urls: Vec<String>,
+    /// The label selector of the ClusterFronteggEnvironments this instance serves.
+    pub cluster_environment_selector: Option<String>,
 }
 
 /// Everything a reconcile needs, shared by all controllers.

@@ -12,9 +12,9 @@ use super::error::KubeContext;
 use super::kinds::TokenResource;
 use super::marker;
 use super::plan::{self, Desired, Observed, RemoteState, SecretState};
-use super::resolve_environment::{self, Resolved, effective_ref};
+use super::resolve_environment::{self, Purpose, Resolved, effective_ref};
 use super::secret::{self, Credential, SecretContext};
-use super::{Context, Error};
+use super::{Context, Error, policy};
 use crate::api::{IssuedTokenRecord, TokenStatus};
 use crate::identity::{ExposeSecret, RemoteToken, TokenEndpoint, TokenOwner};
 
@@ -67,7 +67,25 @@ pub async fn dereference<K: TokenResource>(
         common.environment_ref.as_ref(),
         &ctx.config.default_environment,
     );
-    let env = resolve_environment::resolve(ctx, &namespace, env_ref, &common.tenant_id).await?;
+    let env =
+        resolve_environment::resolve(ctx, &namespace, env_ref, &common.tenant_id, Purpose::Issue)
+            .await?;
+    // The platform team's policy, before any remote call: a token it no longer admits is
+    // neither issued nor renewed (its revocation on deletion goes on regardless).
+    if let Some((name, rules)) = &env.policy {
+        policy::check(
+            name,
+            rules,
+            &policy::Request {
+                user: obj.user_id(),
+                role_ids: obj.role_ids(),
+                permission_ids: obj.permission_ids(),
+                lifetime: desired
+                    .expires_in_minutes
+                    .map(|m| std::time::Duration::from_secs(m.saturating_mul(60))),
+            },
+        )?;
+    }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let live_secret = secrets
         .get_opt(&desired.secret_name)

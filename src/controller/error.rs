@@ -20,6 +20,24 @@ pub enum Error {
         "tenant {tenant} is not allowed by ClusterFronteggEnvironment {environment} (see its spec.allowedTenants)"
     )]
     TenantNotAllowed { tenant: String, environment: String },
+    #[error("ClusterFronteggEnvironment {environment} refuses {what} (spec.policy.{rule})")]
+    PolicyViolation {
+        environment: String,
+        rule: String,
+        what: String,
+    },
+    #[error(
+        "baseUrl {url} is not one of the operator's allowed base URLs (--allowed-base-url); nothing was sent to it"
+    )]
+    BaseUrlNotAllowed { url: String },
+    #[error(
+        "the credentials Secret {secret} lacks the label tokens.frontegg-operator.io/credentials: \"true\"; the operator reads only Secrets marked as credentials"
+    )]
+    CredentialsNotMarked { secret: String },
+    #[error(
+        "ClusterFronteggEnvironment {0} does not match this operator's --cluster-environment-selector"
+    )]
+    EnvironmentNotServed(String),
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
     #[error(
@@ -72,6 +90,10 @@ impl Error {
             Error::CredentialsInvalid(_) => "CredentialsInvalid",
             Error::NamespaceNotAllowed { .. } => "NamespaceNotAllowed",
             Error::TenantNotAllowed { .. } => "TenantNotAllowed",
+            Error::PolicyViolation { .. } => "PolicyViolation",
+            Error::BaseUrlNotAllowed { .. } => "BaseUrlNotAllowed",
+            Error::CredentialsNotMarked { .. } => "CredentialsNotMarked",
+            Error::EnvironmentNotServed(_) => "EnvironmentNotFound",
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::SecretConflict(_) => "SecretConflict",
             Error::Identity(IdentityError::Transient(_)) => "FronteggUnavailable",

@@ -65,6 +65,14 @@ pub trait TokenResource:
     fn check_kind_fields(&self) -> Result<(), String> {
         Ok(())
     }
+    /// Role ids the token asks for (for environment policies).
+    fn role_ids(&self) -> &[String] {
+        &[]
+    }
+    /// Permission ids the token asks for (for environment policies).
+    fn permission_ids(&self) -> &[String] {
+        &[]
+    }
 }
 
 impl TokenResource for UserApiToken {
@@ -163,6 +171,12 @@ impl TokenResource for TenantApiToken {
         check_ids("permissionIds", self.spec.permission_ids.as_ref())?;
         check_metadata(self.spec.metadata.as_ref())
     }
+    fn role_ids(&self) -> &[String] {
+        self.spec.role_ids.as_deref().unwrap_or_default()
+    }
+    fn permission_ids(&self) -> &[String] {
+        self.spec.permission_ids.as_deref().unwrap_or_default()
+    }
 }
 
 impl TokenResource for TenantAccessToken {
@@ -191,5 +205,8 @@ impl TokenResource for TenantAccessToken {
     }
     fn check_kind_fields(&self) -> Result<(), String> {
         check_ids("roleIds", self.spec.role_ids.as_ref())
+    }
+    fn role_ids(&self) -> &[String] {
+        self.spec.role_ids.as_deref().unwrap_or_default()
     }
 }

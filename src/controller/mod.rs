@@ -13,6 +13,7 @@ mod fixtures;
 mod kinds;
 mod marker;
 mod plan;
+mod policy;
 mod reconcile;
 mod resolve_environment;
 mod secret;

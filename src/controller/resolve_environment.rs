@@ -1,5 +1,6 @@
-//! Resolving a token's environment: allowed namespace and tenant first (so a disallowed
-//! resource never causes a remote call), then credentials, then a shared client.
+//! Resolving a token's environment: the guard rails first (namespace, tenant, this instance's
+//! selector, the allowed base URLs), so a disallowed resource never causes a remote call; then
+//! the credentials, read only from a Secret labelled as credentials; then a shared client.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -7,15 +8,17 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Api;
+use kube::api::ListParams;
 use kube::core::{Selector, SelectorExt};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
+use wildmatch::WildMatch;
 
 use super::error::KubeContext;
 use super::{Context, Error};
 use crate::api::{
-    ClusterFronteggEnvironment, EnvironmentConnection, EnvironmentKind, EnvironmentRef,
-    FronteggEnvironment,
+    CREDENTIALS_LABEL, ClusterFronteggEnvironment, EnvironmentConnection, EnvironmentKind,
+    EnvironmentRef, FronteggEnvironment, TokenPolicy,
 };
 use crate::identity::{ClientOptions, EnvironmentConfig, IdentityClient};
 
@@ -24,6 +27,16 @@ pub struct Resolved {
     /// Stable identity of the environment (metrics label, drift-cache key).
     pub key: String,
     pub client: Arc<IdentityClient>,
+    /// A ClusterFronteggEnvironment's name and token policy.
+    pub policy: Option<(String, TokenPolicy)>,
+}
+
+/// Why an environment is resolved: issuing checks every guard rail; revoking a token the
+/// operator recorded itself needs no permission (a narrowed policy must not strand tokens).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Issue,
+    Revoke,
 }
 
 /// One client per environment, replaced when its connection or credentials change, so the
@@ -83,6 +96,7 @@ pub async fn resolve(
     namespace: &str,
     env_ref: &EnvironmentRef,
     tenant: &str,
+    purpose: Purpose,
 ) -> Result<Resolved, Error> {
     let key = environment_key(env_ref, namespace);
     match env_ref.kind {
@@ -97,34 +111,32 @@ pub async fn resolve(
                     name: format!("{namespace}/{}", env_ref.name),
                 })?;
             let client = client_for(ctx, &key, &env.spec.connection, namespace).await?;
-            Ok(Resolved { key, client })
+            Ok(Resolved {
+                key,
+                client,
+                policy: None,
+            })
         }
         EnvironmentKind::ClusterFronteggEnvironment => {
-            let api: Api<ClusterFronteggEnvironment> = Api::all(ctx.client.clone());
-            let env = api
-                .get_opt(&env_ref.name)
-                .await
-                .context("read the ClusterFronteggEnvironment")?
-                .ok_or_else(|| Error::EnvironmentNotFound {
-                    kind: "ClusterFronteggEnvironment",
-                    name: env_ref.name.clone(),
-                })?;
-            if !namespace_allowed(ctx, &env, namespace).await? {
-                return Err(Error::NamespaceNotAllowed {
-                    namespace: namespace.into(),
-                    environment: env_ref.name.clone(),
-                });
-            }
-            if !env
-                .spec
-                .allowed_tenants
-                .iter()
-                .any(|t| t == "*" || t == tenant)
-            {
-                return Err(Error::TenantNotAllowed {
-                    tenant: tenant.into(),
-                    environment: env_ref.name.clone(),
-                });
+            let env = cluster_environment(ctx, &env_ref.name).await?;
+            if purpose == Purpose::Issue {
+                if !namespace_allowed(ctx, &env, namespace).await? {
+                    return Err(Error::NamespaceNotAllowed {
+                        namespace: namespace.into(),
+                        environment: env_ref.name.clone(),
+                    });
+                }
+                if !env
+                    .spec
+                    .allowed_tenants
+                    .iter()
+                    .any(|t| t == "*" || t == tenant)
+                {
+                    return Err(Error::TenantNotAllowed {
+                        tenant: tenant.into(),
+                        environment: env_ref.name.clone(),
+                    });
+                }
             }
             let client = client_for(
                 ctx,
@@ -133,9 +145,77 @@ pub async fn resolve(
                 &ctx.config.operator_namespace,
             )
             .await?;
-            Ok(Resolved { key, client })
+            Ok(Resolved {
+                key,
+                client,
+                policy: Some((env_ref.name.clone(), env.spec.policy)),
+            })
         }
     }
+}
+
+/// The named ClusterFronteggEnvironment, if this instance serves it: with
+/// --cluster-environment-selector the apiserver picks it by name and labels.
+async fn cluster_environment(
+    ctx: &Context,
+    name: &str,
+) -> Result<ClusterFronteggEnvironment, Error> {
+    let api: Api<ClusterFronteggEnvironment> = Api::all(ctx.client.clone());
+    let not_found = || Error::EnvironmentNotFound {
+        kind: "ClusterFronteggEnvironment",
+        name: name.to_string(),
+    };
+    let Some(selector) = &ctx.config.cluster_environment_selector else {
+        return api
+            .get_opt(name)
+            .await
+            .context("read the ClusterFronteggEnvironment")?
+            .ok_or_else(not_found);
+    };
+    let params = ListParams::default()
+        .labels(selector)
+        .fields(&format!("metadata.name={name}"));
+    match api
+        .list(&params)
+        .await
+        .context("read the ClusterFronteggEnvironment")?
+        .items
+        .pop()
+    {
+        Some(env) => Ok(env),
+        None => match api
+            .get_opt(name)
+            .await
+            .context("read the ClusterFronteggEnvironment")?
+        {
+            Some(_) => Err(Error::EnvironmentNotServed(name.to_string())),
+            None => Err(not_found()),
+        },
+    }
+}
+
+/// Whether `base_url` (already normalised to `scheme://host[:port]`) matches an allowed glob.
+pub fn base_url_allowed(base_url: &str, allowed: &[String]) -> bool {
+    allowed
+        .iter()
+        .any(|pattern| WildMatch::new(pattern).matches(base_url))
+}
+
+/// `scheme://host[:port]` of a base URL, or None for anything with a path, a query, a
+/// fragment or credentials (none of which a Frontegg base URL has).
+pub fn normalise_base_url(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    let plain = matches!(parsed.scheme(), "http" | "https")
+        && parsed.username().is_empty()
+        && parsed.password().is_none()
+        && parsed.query().is_none()
+        && parsed.fragment().is_none()
+        && parsed.path() == "/";
+    let host = parsed.host_str()?;
+    plain.then(|| match parsed.port() {
+        Some(port) => format!("{}://{host}:{port}", parsed.scheme()),
+        None => format!("{}://{host}", parsed.scheme()),
+    })
 }
 
 async fn namespace_allowed(
@@ -150,6 +230,16 @@ async fn namespace_allowed(
     let Some(selector) = &allowed.selector else {
         return Ok(false);
     };
+    // `selector: {}` would match everything in Kubernetes; here it allows nothing (see the
+    // field's documentation): a guard rail opens only on purpose.
+    if selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(|e| e.is_empty())
+    {
+        return Ok(false);
+    }
     let selector: Selector = selector.clone().try_into().map_err(|e| {
         Error::InvalidSpec(format!(
             "ClusterFronteggEnvironment allowedNamespaces.selector: {e}"
@@ -170,6 +260,12 @@ pub async fn client_for(
     conn: &EnvironmentConnection,
     secret_namespace: &str,
 ) -> Result<Arc<IdentityClient>, Error> {
+    let resolved = conn.resolved_base_url();
+    let base_url = normalise_base_url(&resolved)
+        .filter(|url| base_url_allowed(url, &ctx.config.allowed_base_urls))
+        .ok_or_else(|| Error::BaseUrlNotAllowed {
+            url: resolved.chars().take(200).collect(),
+        })?;
     let secret_ref = &conn.credentials_secret_ref;
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), secret_namespace)
         .get_opt(&secret_ref.name)
@@ -181,6 +277,19 @@ pub async fn client_for(
                 secret_ref.name
             ))
         })?;
+    // Only a Secret someone marked as credentials: otherwise any namespace user could point
+    // an environment at an unrelated Secret (a database password) and have it sent out.
+    let marked = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(CREDENTIALS_LABEL))
+        .is_some_and(|v| v == "true");
+    if !marked {
+        return Err(Error::CredentialsNotMarked {
+            secret: format!("{secret_namespace}/{}", secret_ref.name),
+        });
+    }
     let read = |k: &str| {
         secret
             .data
@@ -198,7 +307,6 @@ pub async fn client_for(
     };
     let client_id = read(&secret_ref.client_id_key)?;
     let client_secret = read(&secret_ref.secret_key)?;
-    let base_url = conn.resolved_base_url();
     let (qps, burst) = conn
         .rate_limit
         .as_ref()
@@ -251,4 +359,51 @@ pub fn parse_environment_ref(value: &str) -> Result<EnvironmentRef, String> {
         kind,
         name: name.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Vec<String> {
+        [
+            "https://api.frontegg.com",
+            "https://api.us.frontegg.com",
+            "https://*.frontegg.com",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    #[test]
+    fn base_urls_are_normalised_then_matched() {
+        let allowed = defaults();
+        let ok = |u: &str| normalise_base_url(u).is_some_and(|n| base_url_allowed(&n, &allowed));
+        assert!(ok("https://api.frontegg.com"));
+        assert!(ok("https://api.frontegg.com/"));
+        assert!(ok("https://acme.frontegg.com"));
+        for refused in [
+            "http://api.frontegg.com",
+            "https://evil.com",
+            "https://frontegg.com.evil.com",
+            "https://acme.frontegg.com.evil.com",
+            "https://user:pw@acme.frontegg.com",
+            "https://acme.frontegg.com/path",
+            "https://acme.frontegg.com?x=1",
+            "https://acme.frontegg.com:8443",
+            "ftp://api.frontegg.com",
+            "not a url",
+        ] {
+            assert!(!ok(refused), "{refused}");
+        }
+        let local = vec!["http://127.0.0.1:*".to_string()];
+        assert!(
+            normalise_base_url("http://127.0.0.1:8787")
+                .is_some_and(|n| base_url_allowed(&n, &local))
+        );
+        assert!(
+            !normalise_base_url("http://127.0.0.2:8787")
+                .is_some_and(|n| base_url_allowed(&n, &local))
+        );
+    }
 }

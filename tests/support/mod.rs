@@ -495,7 +495,8 @@ impl TestEnv {
         }
         let fake = Fake::start(&[]).await;
         apply_yaml(&client, &format!(
-            r#"{{"apiVersion":"v1","kind":"Secret","metadata":{{"name":"frontegg-credentials","namespace":"{ns}"}},
+            r#"{{"apiVersion":"v1","kind":"Secret","metadata":{{"name":"frontegg-credentials","namespace":"{ns}",
+               "labels":{{"tokens.frontegg-operator.io/credentials":"true"}}}},
                "stringData":{{"clientId":"{}","secret":"{}"}}}}"#, fake.client_id, fake.secret)).await;
         let env_name = ns.clone();
         let allowed: Vec<String> = std::iter::once(ns.clone()).collect();
@@ -540,6 +541,9 @@ impl TestEnv {
             // Replaced tokens are revoked at once here; grace periods have their own tests.
             "--grace-period",
             "0s",
+            // The fakes listen on loopback.
+            "--allowed-base-url",
+            "http://127.0.0.1:*",
             "--lease-duration-seconds",
             "4",
             "--lease-grace-seconds",
