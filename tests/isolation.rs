@@ -131,8 +131,10 @@ async fn every_guard_rail_refuses_before_any_request_and_no_secret_edit_forges_o
                 &format!("iso={id}"),
                 "--default-environment",
                 &format!("ClusterFronteggEnvironment/{platform_env}"),
+                // No periodic lists during the test: every request the fakes count is one an
+                // attempt caused.
                 "--resync-period",
-                "3s",
+                "10m",
                 "--environment-retry",
                 "1s",
                 "--min-reissue-interval",
@@ -278,6 +280,7 @@ async fn every_guard_rail_refuses_before_any_request_and_no_secret_edit_forges_o
     );
 
     // 4. A namespace outside allowedNamespaces, a tenant outside allowedTenants.
+    let before = w.platform.identity_calls().await;
     apply_yaml(
         &client,
         &token(&outside, "t", json!({"userId": "svc-1", "expiresIn": "1h"})).to_string(),
@@ -421,6 +424,17 @@ async fn every_guard_rail_refuses_before_any_request_and_no_secret_edit_forges_o
         "a FronteggEnvironment naming a Secret that exists only in another namespace",
         "CredentialsInvalid (read from its own namespace)",
         environment_ready(&w, &a, "borrow-secret", "CredentialsInvalid").await,
+    );
+
+    let after = w.platform.identity_calls().await;
+    record(
+        "(the six namespace, tenant, selector and cross-namespace attempts together)",
+        "0 token requests to Frontegg",
+        if after == before {
+            Ok("0 requests".into())
+        } else {
+            Err(format!("{} requests", after - before))
+        },
     );
 
     // 8. Forged ownership: a's Secret edited to hold b's token id, then a's resource deleted.
