@@ -56,6 +56,7 @@ async fn main() {
         client_id: "bench".into(),
         secret: SecretString::from("bench-secret"),
         environment_id: None,
+        auth: AuthMode::Vendor,
     };
     let client = Arc::new(IdentityClient::new(env, options, None).unwrap());
     let scope = TokenOwner {

@@ -13,7 +13,13 @@ use support::{Fake, REPO};
 async fn client_requests_and_fake_responses_conform_to_the_openapi() {
     let record = std::env::temp_dir().join(format!("fto-conformance-{}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&record);
-    let fake = Fake::start(&["--record", record.to_str().unwrap()]).await;
+    let fake = Fake::start(&[
+        "--record",
+        record.to_str().unwrap(),
+        "--user-jwt-lifetime-secs",
+        "2",
+    ])
+    .await;
     let options = ClientOptions {
         min_backoff: Duration::from_millis(10),
         max_retries: 1,
@@ -24,6 +30,7 @@ async fn client_requests_and_fake_responses_conform_to_the_openapi() {
         client_id: fake.client_id.clone(),
         secret: SecretString::from(secret.to_string()),
         environment_id: None,
+        auth: AuthMode::Vendor,
     };
     let c = IdentityClient::new(env(&fake.secret), options.clone(), None).unwrap();
     let user = TokenOwner {
@@ -138,6 +145,39 @@ async fn client_requests_and_fake_responses_conform_to_the_openapi() {
     fake.set_faults(json!({"errorNext": 1, "pathPrefix": "/identity"}))
         .await;
     c.list::<UserApiTokens>(&user).await.unwrap();
+
+    // A user-token environment: the exchange, the personal-token routes with a user JWT, a
+    // refresh after the JWT's lifetime, and a 403 for another user.
+    let t = c
+        .create::<UserApiTokens>(&user, &CreateUserApiToken::default())
+        .await
+        .unwrap();
+    let u = IdentityClient::new(
+        EnvironmentConfig {
+            client_id: t.id.clone(),
+            secret: SecretString::from(t.secret.expose_secret().to_string()),
+            auth: AuthMode::UserApiToken,
+            ..env("unused")
+        },
+        options.clone(),
+        None,
+    )
+    .unwrap();
+    let made = u
+        .create::<UserAccessTokens>(&user, &CreateUserAccessToken::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    u.list::<UserAccessTokens>(&user).await.unwrap();
+    u.delete::<UserAccessTokens>(&user, &made.id).await.unwrap();
+    let someone = TokenOwner {
+        tenant_id: "t".into(),
+        user_id: Some("someone-else".into()),
+    };
+    assert!(matches!(
+        u.list::<UserAccessTokens>(&someone).await.unwrap_err(),
+        IdentityError::Forbidden { .. }
+    ));
 
     let python = format!("{REPO}/.cache/venv/bin/python");
     assert!(

@@ -218,7 +218,7 @@ async fn bad_specs_are_rejected_by_kubectl_apply_with_readable_messages() {
         (token("TenantAccessToken", json!({"tenantId": "t", "expiresIn": "2 days"})), "expiresIn must be a duration like 720h or 90m"),
         (token("UserApiToken", json!({"tenantId": "t"})), "spec.userId: Required value"),
         (json!({"apiVersion": "tokens.frontegg-operator.io/v1alpha1", "kind": "ClusterFronteggEnvironment", "metadata": {"name": format!("{ns}-bad")},
-                "spec": {"region": "eu", "baseUrl": "https://x", "credentialsSecretRef": {"name": "c"}}}).to_string(), "set exactly one of region and baseUrl"),
+                "spec": {"region": "eu", "baseUrl": "https://x", "credentialsSecretRef": {"name": "c"}}}).to_string(), "set exactly one of region, domain and baseUrl"),
     ];
     for (manifest, message) in cases {
         let (ok, stderr) = kubectl_apply(&manifest);
@@ -244,8 +244,20 @@ async fn bad_specs_are_rejected_by_kubectl_apply_with_readable_messages() {
         json!({"tenantId": "t1", "userId": "u2"}),
     ));
     assert!(!ok && stderr.contains("userId is immutable"), "{stderr}");
+    // A user-token environment names a sub-domain or a baseUrl, not a region.
+    let (ok, stderr) = kubectl_apply(
+        &json!({"apiVersion": "tokens.frontegg-operator.io/v1alpha1", "kind": "FronteggEnvironment",
+                "metadata": {"name": "u", "namespace": ns},
+                "spec": {"region": "eu", "auth": {"mode": "UserApiToken"}, "credentialsSecretRef": {"name": "c"}}})
+        .to_string(),
+    );
+    assert!(!ok && stderr.contains("not a region"), "{stderr}");
     // Environment examples pass admission.
-    for file in ["cluster-environment.yaml", "namespaced-environment.yaml"] {
+    for file in [
+        "cluster-environment.yaml",
+        "namespaced-environment.yaml",
+        "user-token-environment.yaml",
+    ] {
         let mut v: Value = serde_yaml::from_str(&example(file)).expect("yaml");
         if v["kind"] == "ClusterFronteggEnvironment" {
             v["metadata"]["name"] = json!(format!("{ns}-example"));
@@ -933,4 +945,220 @@ async fn rotation_restarts_the_listed_workloads() {
     // A missing workload is reported; the rotation itself stands.
     assert_event(&env, "r", "RestartFailed").await;
     env.wait_ready("useraccesstokens", "r", "True", None).await;
+}
+
+#[tokio::test]
+async fn a_namespace_with_only_a_user_api_token_manages_that_users_tokens_and_nothing_else() {
+    use frontegg_token_operator::identity::*;
+    let env = TestEnv::start("usertoken").await;
+    // The team's own Frontegg (a second fake), where a user API token was made in the portal.
+    let own = Fake::start(&["--user-jwt-lifetime-secs", "4"]).await;
+    let portal = IdentityClient::new(
+        EnvironmentConfig {
+            base_url: own.url.clone(),
+            client_id: own.client_id.clone(),
+            secret: SecretString::from(own.secret.clone()),
+            environment_id: None,
+            auth: AuthMode::Vendor,
+        },
+        ClientOptions::default(),
+        None,
+    )
+    .expect("client");
+    let me = TokenOwner {
+        tenant_id: "tenant-1".into(),
+        user_id: Some("svc-1".into()),
+    };
+    let key = portal
+        .create::<UserApiTokens>(&me, &CreateUserApiToken::default())
+        .await
+        .expect("user API token");
+    own.reset_stats().await;
+    env.apply(
+        &json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"my-api-token",
+        "labels":{"tokens.frontegg-operator.io/credentials":"true"}},
+        "stringData":{"clientId": key.id, "secret": key.secret.expose_secret()}})
+        .to_string(),
+    )
+    .await;
+    env.apply(
+        &json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"FronteggEnvironment",
+        "metadata":{"name":"mine"},
+        "spec":{"baseUrl": own.url, "auth":{"mode":"UserApiToken"},
+                "credentialsSecretRef":{"name":"my-api-token"}}})
+        .to_string(),
+    )
+    .await;
+    let status = wait_for(
+        Duration::from_secs(30),
+        "environment authenticated",
+        || async {
+            let obj = env.get("fronteggenvironments", "mine").await?;
+            obj["status"]["user"]["userId"].as_str()?;
+            Some(obj["status"].clone())
+        },
+    )
+    .await;
+    assert_eq!(
+        status["user"],
+        json!({"userId": "svc-1", "tenantId": "tenant-1"})
+    );
+    assert!(
+        !status.to_string().contains("eyJ"),
+        "the status never holds the JWT"
+    );
+
+    let mine = |kind: &str, name: &str, user: &str| {
+        json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind": kind,"metadata":{"name": name},
+               "spec":{"tenantId":"tenant-1","userId": user,
+                       "environmentRef":{"kind":"FronteggEnvironment","name":"mine"}}})
+    };
+    env.apply_owned(mine("UserApiToken", "api", "svc-1")).await;
+    env.apply_owned(mine("UserAccessToken", "access", "svc-1"))
+        .await;
+    let api_id = ready_token_id(&env.wait_ready("userapitokens", "api", "True", None).await);
+    let access_id = ready_token_id(
+        &env.wait_ready("useraccesstokens", "access", "True", None)
+            .await,
+    );
+
+    // Refused before any token request: another user, and a tenant kind.
+    let creates = |own: &Fake| {
+        let own = own.url.clone();
+        async move {
+            let stats: Value = reqwest::get(format!("{own}/_admin/stats"))
+                .await
+                .expect("stats")
+                .json()
+                .await
+                .expect("json");
+            stats["calls"].as_object().map_or(0, |m| {
+                m.iter()
+                    .filter(|(k, _)| {
+                        k.starts_with("POST /identity/resources/") && !k.contains("/auth/")
+                    })
+                    .map(|(_, v)| v.as_u64().unwrap_or(0))
+                    .sum::<u64>()
+            })
+        }
+    };
+    let before = creates(&own).await;
+    env.apply_owned(mine("UserAccessToken", "alices", "alice"))
+        .await;
+    let mut tenant = mine("TenantAccessToken", "tenant-wide", "x");
+    tenant["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("userId");
+    env.apply_owned(tenant).await;
+    let refused = env
+        .wait_ready(
+            "useraccesstokens",
+            "alices",
+            "False",
+            Some("PolicyViolation"),
+        )
+        .await;
+    let message = refused["status"]["conditions"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("user svc-1 of tenant tenant-1"),
+        "{message}"
+    );
+    env.wait_ready(
+        "tenantaccesstokens",
+        "tenant-wide",
+        "False",
+        Some("PolicyViolation"),
+    )
+    .await;
+    assert_eq!(
+        creates(&own).await,
+        before,
+        "no token request for the refused resources"
+    );
+
+    // Rotation after the JWT expired (a refresh), then after the refresh token was dropped
+    // (a fresh exchange).
+    let rotate = |name: &'static str, plural: &'static str, value: &'static str| {
+        let api = dynamic_api(&env.client, Some(&env.ns), plural);
+        async move {
+            api.patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"tokens.frontegg-operator.io/rotate": value}}})),
+            )
+            .await
+            .expect("annotate");
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    rotate("access", "useraccesstokens", "1").await;
+    let rotated = wait_for(Duration::from_secs(60), "access rotated", || async {
+        let id = env.get("useraccesstokens", "access").await?["status"]["current"]["id"]
+            .as_str()?
+            .to_string();
+        (id != access_id).then_some(id)
+    })
+    .await;
+    assert!(
+        own.token(&access_id).await.is_none(),
+        "the old access token is revoked"
+    );
+    assert!(
+        own.calls("POST /identity/resources/auth/v2/api-token/token/refresh")
+            .await
+            >= 1,
+        "the JWT was refreshed"
+    );
+    let exchanges = own
+        .calls("POST /identity/resources/auth/v2/api-token")
+        .await;
+    own.revoke_refresh_tokens().await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    rotate("api", "userapitokens", "1").await;
+    wait_for(Duration::from_secs(60), "api rotated", || async {
+        let id = env.get("userapitokens", "api").await?["status"]["current"]["id"]
+            .as_str()?
+            .to_string();
+        (id != api_id).then_some(())
+    })
+    .await;
+    assert!(
+        own.calls("POST /identity/resources/auth/v2/api-token")
+            .await
+            > exchanges,
+        "a refused refresh falls back to a fresh exchange"
+    );
+
+    // Deletion revokes with the same user JWT.
+    env.delete("useraccesstokens", "access").await;
+    env.delete("userapitokens", "api").await;
+    wait_for(Duration::from_secs(60), "revoked", || async {
+        let left: Vec<String> = own
+            .tokens()
+            .await
+            .iter()
+            .filter_map(|t| t["id"].as_str().map(str::to_string))
+            .collect();
+        (left == [key.id.clone()]).then_some(())
+    })
+    .await;
+    assert!(own.token(&rotated).await.is_none());
+    assert_eq!(
+        own.calls("POST /auth/vendor").await,
+        0,
+        "the vendor key was never needed"
+    );
+    let log = env.operator.log_text();
+    let secrets = own.issued_secrets().await;
+    assert!(
+        secrets.len() > 4,
+        "JWTs, refresh tokens and token secrets to look for"
+    );
+    for s in secrets {
+        assert!(!log.contains(&s), "the operator log holds a secret");
+    }
 }

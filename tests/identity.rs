@@ -16,6 +16,7 @@ fn client(fake: &Fake, secret: &str, options: ClientOptions) -> Arc<IdentityClie
         client_id: fake.client_id.clone(),
         secret: SecretString::from(secret.to_string()),
         environment_id: Some("env-1".into()),
+        auth: AuthMode::Vendor,
     };
     Arc::new(IdentityClient::new(env, options, None).expect("client"))
 }
@@ -444,6 +445,7 @@ async fn debug_output_never_contains_secrets() {
         client_id: "id".into(),
         secret: SecretString::from(fake.secret.clone()),
         environment_id: None,
+        auth: AuthMode::Vendor,
     };
     let vendor_tokens = fake.issued_secrets().await;
     let printed = [
@@ -586,4 +588,112 @@ async fn hostile_answers_give_typed_errors_that_quote_nothing() {
         c.list::<UserApiTokens>(&user()).await.unwrap_err().reason(),
         "InvalidResponse"
     );
+}
+
+/// A user API token made with the vendor key, as a user would in the portal.
+async fn user_api_token(fake: &Fake, user: &str) -> (String, SecretString) {
+    let vendor = client(fake, &fake.secret, fast());
+    let owner = TokenOwner {
+        tenant_id: "tenant-1".into(),
+        user_id: Some(user.into()),
+    };
+    let t = vendor
+        .create::<UserApiTokens>(&owner, &CreateUserApiToken::default())
+        .await
+        .unwrap();
+    (t.id, t.secret)
+}
+
+fn user_client(fake: &Fake, id: &str, secret: &SecretString) -> Arc<IdentityClient> {
+    let env = EnvironmentConfig {
+        base_url: fake.url.clone(),
+        client_id: id.into(),
+        secret: SecretString::from(secret.expose_secret().to_string()),
+        environment_id: None,
+        auth: AuthMode::UserApiToken,
+    };
+    Arc::new(IdentityClient::new(env, fast(), None).expect("client"))
+}
+
+#[tokio::test]
+async fn a_user_api_token_manages_its_own_users_tokens_and_nothing_else() {
+    let fake = Fake::start(&["--user-jwt-lifetime-secs", "3"]).await;
+    let (id, secret) = user_api_token(&fake, "svc-1").await;
+    fake.reset_stats().await;
+    let c = user_client(&fake, &id, &secret);
+    c.check_credentials().await.unwrap();
+    assert_eq!(
+        c.user_identity(),
+        Some(UserIdentity {
+            user_id: "svc-1".into(),
+            tenant_id: "tenant-1".into()
+        })
+    );
+    let me = TokenOwner {
+        tenant_id: "tenant-1".into(),
+        user_id: Some("svc-1".into()),
+    };
+    let t = c
+        .create::<UserAccessTokens>(&me, &CreateUserAccessToken::default())
+        .await
+        .unwrap();
+    c.delete::<UserAccessTokens>(&me, &t.id).await.unwrap();
+    // Frontegg enforces the boundary: another user's tokens, or tenant tokens, get 403.
+    let other = TokenOwner {
+        tenant_id: "tenant-1".into(),
+        user_id: Some("alice".into()),
+    };
+    assert!(matches!(
+        c.list::<UserAccessTokens>(&other).await.unwrap_err(),
+        IdentityError::Forbidden { .. }
+    ));
+    let tenant = TokenOwner {
+        tenant_id: "tenant-1".into(),
+        user_id: None,
+    };
+    assert!(matches!(
+        c.list::<TenantAccessTokens>(&tenant).await.unwrap_err(),
+        IdentityError::Forbidden { .. }
+    ));
+    assert_eq!(
+        fake.calls("POST /auth/vendor").await,
+        0,
+        "no vendor key needed"
+    );
+
+    // After the JWT's lifetime the client refreshes it instead of exchanging again...
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    c.list::<UserAccessTokens>(&me).await.unwrap();
+    assert_eq!(
+        fake.calls("POST /identity/resources/auth/v2/api-token/token/refresh")
+            .await,
+        1
+    );
+    assert_eq!(
+        fake.calls("POST /identity/resources/auth/v2/api-token")
+            .await,
+        1,
+        "one exchange so far"
+    );
+    // ...and when the refresh token was dropped, it exchanges again.
+    fake.revoke_refresh_tokens().await;
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    c.list::<UserAccessTokens>(&me).await.unwrap();
+    assert_eq!(
+        fake.calls("POST /identity/resources/auth/v2/api-token")
+            .await,
+        2,
+        "a fresh exchange after the refused refresh"
+    );
+}
+
+#[tokio::test]
+async fn the_fake_keeps_at_most_100_refresh_tokens_per_api_token() {
+    let fake = Fake::start(&[]).await;
+    let (id, secret) = user_api_token(&fake, "svc-1").await;
+    let c = client(&fake, &fake.secret, fast());
+    for _ in 0..101 {
+        c.verify_api_token(&id, &secret).await.unwrap();
+    }
+    assert_eq!(fake.refresh_tokens(&id).await, 100);
 }

@@ -58,14 +58,48 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
-/// How to reach one Frontegg environment. Exactly one of `region` and `baseUrl` is set.
+/// What the credentials Secret holds, and so what the environment may do.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum AuthModeSpec {
+    /// Vendor credentials (Keys & domains): any tenant, any user.
+    #[default]
+    Vendor,
+    /// One user's API token (client ID and secret): that user's personal tokens only, on the
+    /// environment's sub-domain. Frontegg itself enforces the boundary.
+    UserApiToken,
+}
+
+/// How the environment authenticates.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentAuth {
+    /// Vendor (default) or UserApiToken.
+    #[serde(default)]
+    pub mode: AuthModeSpec,
+}
+
+/// How to reach one Frontegg environment. Exactly one of `region`, `domain` and `baseUrl` is
+/// set; a UserApiToken environment names its sub-domain (`domain`) or a custom `baseUrl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.region) != has(self.baseUrl)").message("set exactly one of region and baseUrl"))]
+#[x_kube(
+    validation = Rule::new("[has(self.region), has(self.baseUrl), has(self.domain)].filter(x, x).size() == 1").message("set exactly one of region, domain and baseUrl"),
+    validation = Rule::new("!has(self.auth) || !has(self.auth.mode) || self.auth.mode != 'UserApiToken' || !has(self.region)").message("a UserApiToken environment names its sub-domain (domain) or a baseUrl, not a region")
+)]
 pub struct EnvironmentConnection {
     /// Frontegg region: eu (api.frontegg.com), us, ca or au.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<Region>,
+    /// The environment's Frontegg sub-domain: `acme` means `https://acme.frontegg.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("domain must be a DNS label such as acme"))]
+    pub domain: Option<String>,
+    /// How the credentials authenticate (default Vendor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<EnvironmentAuth>,
     /// Custom API base URL (scheme and host, no path), e.g. for a proxy or a test fake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("baseUrl must be an http(s) URL"))]
@@ -82,11 +116,16 @@ pub struct EnvironmentConnection {
 
 impl EnvironmentConnection {
     pub fn resolved_base_url(&self) -> String {
-        match (&self.base_url, self.region) {
-            (Some(url), _) => url.trim_end_matches('/').to_string(),
-            (None, Some(region)) => region.base_url().to_string(),
-            (None, None) => Region::Eu.base_url().to_string(),
+        match (&self.base_url, &self.domain, self.region) {
+            (Some(url), _, _) => url.trim_end_matches('/').to_string(),
+            (None, Some(domain), _) => format!("https://{domain}.frontegg.com"),
+            (None, None, Some(region)) => region.base_url().to_string(),
+            (None, None, None) => Region::Eu.base_url().to_string(),
         }
+    }
+
+    pub fn auth_mode(&self) -> AuthModeSpec {
+        self.auth.as_ref().map(|a| a.mode).unwrap_or_default()
     }
 }
 
@@ -223,4 +262,18 @@ pub struct EnvironmentStatus {
     /// The API base URL in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// UserApiToken environments: the user and tenant the token authenticates as (from the
+    /// JWT's claims; never the JWT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<EnvironmentUser>,
+}
+
+/// The user a UserApiToken environment acts as.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentUser {
+    /// The user id (the JWT's `sub`).
+    pub user_id: String,
+    /// The tenant id (the JWT's `tenantId`).
+    pub tenant_id: String,
 }

@@ -16,7 +16,7 @@ use super::resolve_environment::{self, Purpose, Resolved, effective_ref};
 use super::secret::{self, Credential, SecretContext};
 use super::{Context, Error, policy};
 use crate::api::{IssuedTokenRecord, TokenStatus};
-use crate::identity::{ExposeSecret, RemoteToken, TokenEndpoint, TokenOwner};
+use crate::identity::{AuthMode, ExposeSecret, RemoteToken, TokenEndpoint, TokenOwner};
 
 /// Everything the later steps use, read once.
 pub struct World {
@@ -70,6 +70,9 @@ pub async fn dereference<K: TokenResource>(
     let env =
         resolve_environment::resolve(ctx, &namespace, env_ref, &common.tenant_id, Purpose::Issue)
             .await?;
+    if env.client.auth_mode() == AuthMode::UserApiToken {
+        check_user_scope(obj, &env).await?;
+    }
     // The platform team's policy, before any remote call: a token it no longer admits is
     // neither issued nor renewed (its revocation on deletion goes on regardless).
     if let Some((name, rules)) = &env.policy {
@@ -121,6 +124,37 @@ pub async fn dereference<K: TokenResource>(
         world.observed.recovery = Some(find_marked::<K>(obj, ctx, status, &world).await?);
     }
     Ok(world)
+}
+
+/// A user-token environment serves only its own user's personal tokens. Checked before any
+/// token request: tenant kinds at once; user kinds against the JWT's user and tenant (known
+/// from the environment's health check, or from one authentication).
+async fn check_user_scope<K: TokenResource>(obj: &K, env: &Resolved) -> Result<(), Error> {
+    let who = match env.client.user_identity() {
+        Some(who) => Some(who),
+        None if obj.user_id().is_some() => {
+            env.client.check_credentials().await?;
+            env.client.user_identity()
+        }
+        None => None,
+    };
+    let allowed = who.as_ref().map_or_else(
+        || "its own user".to_string(),
+        |w| format!("user {} of tenant {}", w.user_id, w.tenant_id),
+    );
+    let refuse = |asked: String| Error::OutsideUserScope {
+        environment: env.key.clone(),
+        allowed: allowed.clone(),
+        asked,
+    };
+    let Some(user) = obj.user_id() else {
+        return Err(refuse(format!("a {}", K::KIND)));
+    };
+    let tenant = &obj.common().tenant_id;
+    match &who {
+        Some(w) if w.user_id == user && &w.tenant_id == tenant => Ok(()),
+        _ => Err(refuse(format!("user {user} of tenant {tenant}"))),
+    }
 }
 
 fn secret_state<K: TokenResource>(

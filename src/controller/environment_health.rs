@@ -20,7 +20,7 @@ use super::status::FIELD_MANAGER;
 use super::{Context, Error, conditions};
 use crate::api::{
     ClusterFronteggEnvironment, EnvironmentConnection, EnvironmentKind, EnvironmentRef,
-    EnvironmentStatus, FronteggEnvironment,
+    EnvironmentStatus, EnvironmentUser, FronteggEnvironment,
 };
 
 /// What the health check needs from either environment kind.
@@ -135,19 +135,29 @@ async fn check<E: Environment>(env: &E, ctx: &Context) -> Result<Action, Error> 
     let key = environment_key(&env_ref, &env.namespace().unwrap_or_default());
     let conn = env.connection();
     let result = match client_for(ctx, &key, conn, &env.secret_namespace(ctx)).await {
-        Ok(client) => client.check_credentials().await.map_err(Error::from),
+        Ok(client) => client
+            .check_credentials()
+            .await
+            .map(|()| client.user_identity())
+            .map_err(Error::from),
         Err(e) => Err(e),
     };
     let current = env.health();
     let mut status = current.cloned().unwrap_or_default();
     let generation = env.meta().generation;
     match &result {
-        Ok(()) => conditions::set(
+        Ok(user) => conditions::set(
             &mut status.conditions,
             "Ready",
             true,
             "Authenticated",
-            "vendor authentication succeeded",
+            &match user {
+                Some(u) => format!(
+                    "the user API token authenticates as user {} of tenant {}",
+                    u.user_id, u.tenant_id
+                ),
+                None => "vendor authentication succeeded".to_string(),
+            },
             generation,
         ),
         Err(e) => conditions::set(
@@ -161,6 +171,12 @@ async fn check<E: Environment>(env: &E, ctx: &Context) -> Result<Action, Error> 
     }
     status.observed_generation = generation;
     status.base_url = Some(conn.resolved_base_url());
+    if let Ok(user) = &result {
+        status.user = user.as_ref().map(|u| EnvironmentUser {
+            user_id: u.user_id.clone(),
+            tenant_id: u.tenant_id.clone(),
+        });
+    }
     if Some(&status) != current {
         let patch =
             json!({ "apiVersion": E::api_version(&()), "kind": E::kind(&()), "status": status });

@@ -27,6 +27,14 @@ pub enum Error {
         what: String,
     },
     #[error(
+        "{environment} authenticates with a user API token and serves only the personal tokens (UserApiToken, UserAccessToken) of {allowed}; this resource asks for {asked}"
+    )]
+    OutsideUserScope {
+        environment: String,
+        allowed: String,
+        asked: String,
+    },
+    #[error(
         "baseUrl {url} is not one of the operator's allowed base URLs (--allowed-base-url); nothing was sent to it"
     )]
     BaseUrlNotAllowed { url: String },
@@ -90,7 +98,7 @@ impl Error {
             Error::CredentialsInvalid(_) => "CredentialsInvalid",
             Error::NamespaceNotAllowed { .. } => "NamespaceNotAllowed",
             Error::TenantNotAllowed { .. } => "TenantNotAllowed",
-            Error::PolicyViolation { .. } => "PolicyViolation",
+            Error::PolicyViolation { .. } | Error::OutsideUserScope { .. } => "PolicyViolation",
             Error::BaseUrlNotAllowed { .. } => "BaseUrlNotAllowed",
             Error::CredentialsNotMarked { .. } => "CredentialsNotMarked",
             Error::EnvironmentNotServed(_) => "EnvironmentNotFound",

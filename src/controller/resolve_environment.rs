@@ -17,10 +17,10 @@ use wildmatch::WildMatch;
 use super::error::KubeContext;
 use super::{Context, Error};
 use crate::api::{
-    CREDENTIALS_LABEL, ClusterFronteggEnvironment, EnvironmentConnection, EnvironmentKind,
-    EnvironmentRef, FronteggEnvironment, TokenPolicy,
+    AuthModeSpec, CREDENTIALS_LABEL, ClusterFronteggEnvironment, EnvironmentConnection,
+    EnvironmentKind, EnvironmentRef, FronteggEnvironment, TokenPolicy,
 };
-use crate::identity::{ClientOptions, EnvironmentConfig, IdentityClient};
+use crate::identity::{AuthMode, ClientOptions, EnvironmentConfig, IdentityClient};
 
 /// An environment a token may use, with its shared client.
 pub struct Resolved {
@@ -322,7 +322,7 @@ pub async fn client_for(
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
-    hasher.update(format!("{qps}/{burst}"));
+    hasher.update(format!("{qps}/{burst}/{:?}", conn.auth_mode()));
     let fingerprint = format!("{:x}", hasher.finalize());
     ctx.clients.get_or_create(key, fingerprint, || {
         let options = ClientOptions {
@@ -336,6 +336,10 @@ pub async fn client_for(
             client_id,
             secret: SecretString::from(client_secret),
             environment_id: conn.environment_id.clone(),
+            auth: match conn.auth_mode() {
+                AuthModeSpec::Vendor => AuthMode::Vendor,
+                AuthModeSpec::UserApiToken => AuthMode::UserApiToken,
+            },
         };
         IdentityClient::new(env, options, Some(ctx.metrics.clone())).map_err(Error::Identity)
     })

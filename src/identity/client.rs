@@ -24,6 +24,26 @@ pub struct EnvironmentConfig {
     pub secret: SecretString,
     /// Sent as `frontegg-environment-id` when set.
     pub environment_id: Option<String>,
+    /// What the client ID and secret are.
+    pub auth: AuthMode,
+}
+
+/// How an environment authenticates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Vendor credentials at `POST /auth/vendor`: any tenant, any user.
+    #[default]
+    Vendor,
+    /// One user's API token, exchanged at `POST /identity/resources/auth/v2/api-token` for a
+    /// user JWT (refreshed at `…/token/refresh`): that user's personal tokens only.
+    UserApiToken,
+}
+
+/// The user and tenant a user JWT speaks for (its `sub` and `tenantId` claims).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserIdentity {
+    pub user_id: String,
+    pub tenant_id: String,
 }
 
 /// Tuning knobs; the defaults suit production. Every wait a caller can see is bounded by one
@@ -81,7 +101,7 @@ impl Default for ClientOptions {
 
 /// Vendor tokens are trusted for at least this long (a zero lifetime would mean one
 /// authentication per call) and at most this long (a lifetime of 1e19 s must not overflow).
-const MIN_VENDOR_TOKEN_LIFETIME: Duration = Duration::from_secs(10);
+const MIN_VENDOR_TOKEN_LIFETIME: Duration = Duration::from_secs(2);
 const MAX_VENDOR_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// Who the token belongs to: the `frontegg-tenant-id` and `frontegg-user-id` headers.
@@ -101,6 +121,9 @@ enum VendorToken {
     Valid {
         token: Arc<SecretString>,
         refresh_at: Instant,
+        /// A user JWT's refresh token: the next one comes from it, not a new exchange
+        /// (Frontegg keeps only 100 refresh tokens per API token).
+        refresh: Option<SecretString>,
     },
     Failed {
         error: IdentityError,
@@ -122,14 +145,49 @@ struct VendorAuthResponse {
     expires_in: f64,
 }
 
-/// `ApiTokenAuthV2Response`: secrets only, read to check the shape and then dropped.
+/// `ApiTokenAuthV2Response`.
 #[derive(Deserialize)]
-#[allow(dead_code)]
 struct ApiTokenAuthResponse {
     access_token: SecretString,
     refresh_token: SecretString,
     expires_in: f64,
+    /// Required by the spec; `expires_in` says the same.
+    #[allow(dead_code)]
     expires: String,
+}
+
+/// A bearer from an authentication, with how long to trust it.
+struct Authenticated {
+    token: SecretString,
+    lifetime: Duration,
+    refresh: Option<SecretString>,
+}
+
+/// `expiresIn` seconds, refused when not positive and clamped to a sane range.
+fn token_lifetime(expires_in: f64) -> Result<Duration, IdentityError> {
+    if !expires_in.is_finite() || expires_in <= 0.0 {
+        return Err(IdentityError::Decode(
+            "expiresIn is not a positive number of seconds".into(),
+        ));
+    }
+    Ok(Duration::try_from_secs_f64(expires_in)
+        .unwrap_or(MAX_VENDOR_TOKEN_LIFETIME)
+        .clamp(MIN_VENDOR_TOKEN_LIFETIME, MAX_VENDOR_TOKEN_LIFETIME))
+}
+
+/// The `sub` and `tenantId` claims of a JWT. The payload is read, not verified: the token
+/// came straight from the environment it authenticates to, over the connection just used.
+fn jwt_identity(jwt: &SecretString) -> Option<UserIdentity> {
+    use base64::Engine;
+    let payload = jwt.expose_secret().split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    Some(UserIdentity {
+        user_id: claims.get("sub")?.as_str()?.to_string(),
+        tenant_id: claims.get("tenantId")?.as_str()?.to_string(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -210,6 +268,8 @@ pub struct IdentityClient {
     rate_gate: SyncMutex<Option<Timestamp>>,
     in_flight: Semaphore,
     breaker: Breaker,
+    /// Whom the current user JWT speaks for (user-token environments).
+    identity: SyncMutex<Option<UserIdentity>>,
     observer: Option<Arc<dyn RequestObserver>>,
 }
 
@@ -278,12 +338,22 @@ impl IdentityClient {
             breaker: Breaker {
                 state: SyncMutex::default(),
             },
+            identity: SyncMutex::new(None),
             observer,
         })
     }
 
     pub fn base_url(&self) -> &str {
         &self.env.base_url
+    }
+
+    /// The user and tenant of a user-token environment, once it authenticated.
+    pub fn user_identity(&self) -> Option<UserIdentity> {
+        self.identity.lock().ok().and_then(|i| i.clone())
+    }
+
+    pub fn auth_mode(&self) -> AuthMode {
+        self.env.auth
     }
 
     /// Whether recent failures paused this environment.
@@ -297,7 +367,7 @@ impl IdentityClient {
     pub async fn check_credentials(&self) -> Result<(), IdentityError> {
         if self.breaker.is_open() {
             let mut cached = self.lock_vendor_token().await?;
-            let result = self.authenticate().await;
+            let result = self.authenticate(None).await;
             return self.store_vendor_token(&mut cached, result).map(|_| ());
         }
         self.bearer().await.map(|_| ())
@@ -614,15 +684,18 @@ impl IdentityClient {
     async fn bearer(&self) -> Result<Arc<SecretString>, IdentityError> {
         let mut cached = self.lock_vendor_token().await?;
         let now = Instant::now();
-        match cached.as_ref() {
-            Some(VendorToken::Valid { token, refresh_at }) if now < *refresh_at => {
-                return Ok(token.clone());
-            }
+        let refresh = match cached.as_ref() {
+            Some(VendorToken::Valid {
+                token, refresh_at, ..
+            }) if now < *refresh_at => return Ok(token.clone()),
             Some(VendorToken::Failed { error, until }) if now < *until => return Err(error.clone()),
-            _ => {}
-        }
+            Some(VendorToken::Valid { refresh, .. }) => refresh
+                .as_ref()
+                .map(|r| SecretString::from(r.expose_secret().to_string())),
+            _ => None,
+        };
         // Only ever called from inside an admitted request or the health check.
-        let result = self.authenticate().await;
+        let result = self.authenticate(refresh).await;
         self.store_vendor_token(&mut cached, result)
     }
 
@@ -642,11 +715,15 @@ impl IdentityClient {
     fn store_vendor_token(
         &self,
         cached: &mut Option<VendorToken>,
-        result: Result<(SecretString, Duration), IdentityError>,
+        result: Result<Authenticated, IdentityError>,
     ) -> Result<Arc<SecretString>, IdentityError> {
         let now = Instant::now();
         match result {
-            Ok((token, lifetime)) => {
+            Ok(Authenticated {
+                token,
+                lifetime,
+                refresh,
+            }) => {
                 // Refresh a little early so no request goes out with a token about to expire.
                 let margin = lifetime
                     .checked_div(10)
@@ -658,6 +735,7 @@ impl IdentityClient {
                     refresh_at: now
                         .checked_add(lifetime.saturating_sub(margin))
                         .unwrap_or(now),
+                    refresh,
                 });
                 Ok(token)
             }
@@ -685,7 +763,25 @@ impl IdentityClient {
         }
     }
 
-    async fn authenticate(&self) -> Result<(SecretString, Duration), IdentityError> {
+    /// A fresh bearer: vendor authentication, or for a user-token environment a refresh of the
+    /// user JWT (falling back to a new exchange when the refresh token is refused).
+    async fn authenticate(
+        &self,
+        refresh: Option<SecretString>,
+    ) -> Result<Authenticated, IdentityError> {
+        if self.env.auth == AuthMode::UserApiToken {
+            if let Some(refresh) = refresh {
+                match self.user_jwt(Some(&refresh)).await {
+                    Err(IdentityError::Unauthorized | IdentityError::Invalid { .. }) => {
+                        tracing::debug!(
+                            "the refresh token was refused; exchanging the API token again"
+                        );
+                    }
+                    other => return other,
+                }
+            }
+            return self.user_jwt(None).await;
+        }
         let url = format!("{}/auth/vendor", self.env.base_url);
         let body = VendorAuthRequest {
             client_id: &self.env.client_id,
@@ -700,15 +796,57 @@ impl IdentityClient {
             })
             .await?;
         let resp: VendorAuthResponse = decode_answer(&answer)?;
-        if !resp.expires_in.is_finite() || resp.expires_in <= 0.0 {
-            return Err(IdentityError::Decode(
-                "vendor auth expiresIn is not a positive number of seconds".into(),
-            ));
+        Ok(Authenticated {
+            token: resp.token,
+            lifetime: token_lifetime(resp.expires_in)?,
+            refresh: None,
+        })
+    }
+
+    /// Exchanges the environment's user API token (or refreshes its JWT) and records whom the
+    /// JWT speaks for.
+    async fn user_jwt(
+        &self,
+        refresh: Option<&SecretString>,
+    ) -> Result<Authenticated, IdentityError> {
+        let (endpoint, url, body) = match refresh {
+            Some(r) => (
+                "POST api-token-refresh",
+                format!(
+                    "{}/identity/resources/auth/v2/api-token/token/refresh",
+                    self.env.base_url
+                ),
+                serde_json::json!({ "refreshToken": r.expose_secret() }),
+            ),
+            None => (
+                "POST api-token-auth",
+                format!("{}/identity/resources/auth/v2/api-token", self.env.base_url),
+                serde_json::json!({
+                    "clientId": self.env.client_id,
+                    "secret": self.env.secret.expose_secret(),
+                }),
+            ),
+        };
+        // Each exchange or refresh opens a refresh token: never repeated in place unless it
+        // never left this process.
+        let answer = self
+            .with_retries(endpoint, false, true, || async {
+                let req = self.http.post(&url).json(&body);
+                self.send_once(endpoint, req).await.map_err(Retry::Fail)
+            })
+            .await?;
+        let resp: ApiTokenAuthResponse = decode_answer(&answer)?;
+        let identity = jwt_identity(&resp.access_token).ok_or_else(|| {
+            IdentityError::Decode("the user JWT has no sub and tenantId claims".into())
+        })?;
+        if let Ok(mut current) = self.identity.lock() {
+            *current = Some(identity);
         }
-        let lifetime = Duration::try_from_secs_f64(resp.expires_in)
-            .unwrap_or(MAX_VENDOR_TOKEN_LIFETIME)
-            .clamp(MIN_VENDOR_TOKEN_LIFETIME, MAX_VENDOR_TOKEN_LIFETIME);
-        Ok((resp.token, lifetime))
+        Ok(Authenticated {
+            token: resp.access_token,
+            lifetime: token_lifetime(resp.expires_in)?,
+            refresh: Some(resp.refresh_token),
+        })
     }
 
     /// Waits for the 429 gate and the rate limiter, each at most `max_inline_wait`.

@@ -6,7 +6,10 @@ mod client;
 mod endpoints;
 mod error;
 
-pub use client::{ClientOptions, EnvironmentConfig, IdentityClient, RequestObserver, TokenOwner};
+pub use client::{
+    AuthMode, ClientOptions, EnvironmentConfig, IdentityClient, RequestObserver, TokenOwner,
+    UserIdentity,
+};
 pub use endpoints::*;
 pub use error::IdentityError;
 pub use secrecy::{ExposeSecret, SecretString};

@@ -338,6 +338,21 @@ impl Fake {
             .expect("reset stats");
     }
 
+    pub async fn revoke_refresh_tokens(&self) {
+        self.http
+            .post(format!("{}/_admin/revoke-refresh-tokens", self.url))
+            .send()
+            .await
+            .expect("revoke refresh tokens");
+    }
+
+    /// How many refresh tokens API token `id` holds.
+    pub async fn refresh_tokens(&self, id: &str) -> u64 {
+        self.get(&format!("/_admin/refresh-tokens/{id}")).await["refreshTokens"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
     pub async fn revoke_vendor_tokens(&self) {
         self.http
             .post(format!("{}/_admin/revoke-vendor-tokens", self.url))

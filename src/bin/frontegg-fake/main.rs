@@ -1,11 +1,13 @@
 //! `frontegg-fake`: an in-memory stand-in for Frontegg's vendor auth and identity token API,
 //! held to the published OpenAPI, with fault injection and counters for tests and benchmarks.
 //!
-//! Frontegg routes: vendor auth, the four token families, and the API-token exchange
-//! (`POST /identity/resources/auth/v2/api-token`).
+//! Frontegg routes: vendor auth, the four token families, and the API-token exchange and
+//! refresh (`POST /identity/resources/auth/v2/api-token[/token/refresh]`), whose user JWTs
+//! may manage only their own user's personal tokens (403 otherwise).
 //!
 //! Admin API (not part of Frontegg): `GET /_admin/stats`, `GET /_admin/calls`,
 //! `GET /_admin/tokens`, `GET /_admin/issued-secrets`, `PUT /_admin/faults`, `POST /_admin/revoke-vendor-tokens`,
+//! `POST /_admin/revoke-refresh-tokens`, `GET /_admin/refresh-tokens/{id}`,
 //! `DELETE /_admin/tokens/{id}`, `POST /_admin/reset-stats`.
 
 #![cfg_attr(
@@ -21,6 +23,7 @@
 )]
 
 mod faults;
+mod jwt;
 mod store;
 
 use std::collections::BTreeMap;
@@ -59,6 +62,9 @@ struct Cli {
     /// Vendor token lifetime (`expiresIn`) in seconds.
     #[arg(long, default_value_t = 3600.0)]
     token_lifetime_secs: f64,
+    /// Lifetime of user JWTs from the API-token exchange, in seconds.
+    #[arg(long, default_value_t = 3600.0)]
+    user_jwt_lifetime_secs: f64,
     /// Append every request/response exchange as a JSON line to this file (conformance tests).
     #[arg(long)]
     record: Option<std::path::PathBuf>,
@@ -85,6 +91,7 @@ struct CallRecord {
 
 struct Shared {
     store: Mutex<Store>,
+    signer: jwt::Signer,
     faults: Mutex<Faults>,
     stats: Mutex<Stats>,
     calls: Mutex<Vec<CallRecord>>,
@@ -108,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
     let store = Store {
         credentials: cli.client_ids.into_iter().zip(cli.secrets).collect(),
         vendor_token_lifetime: Duration::from_secs_f64(cli.token_lifetime_secs),
+        user_jwt_lifetime: Duration::from_secs_f64(cli.user_jwt_lifetime_secs),
         ..Store::default()
     };
     let record = match &cli.record {
@@ -121,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let app = Arc::new(Shared {
         store: Mutex::new(store),
+        signer: jwt::Signer::new(),
         faults: Mutex::new(faults),
         stats: Mutex::default(),
         calls: Mutex::default(),
@@ -156,6 +165,10 @@ fn router(app: App) -> Router {
             "/identity/resources/auth/v2/api-token",
             post(exchange_api_token),
         )
+        .route(
+            "/identity/resources/auth/v2/api-token/token/refresh",
+            post(refresh_api_token),
+        )
         .route(UAPI, post(create_user_api).get(list_user_api))
         .route(&format!("{UAPI}/{{id}}"), delete(delete_user_api))
         .route(UACC, post(create_user_access).get(list_user_access))
@@ -181,6 +194,14 @@ fn router(app: App) -> Router {
         .route(
             "/_admin/revoke-vendor-tokens",
             post(admin_revoke_vendor_tokens),
+        )
+        .route(
+            "/_admin/revoke-refresh-tokens",
+            post(admin_revoke_refresh_tokens),
+        )
+        .route(
+            "/_admin/refresh-tokens/{id}",
+            get(admin_refresh_token_count),
         )
         .route("/_admin/tokens", get(admin_tokens))
         .route("/_admin/issued-secrets", get(admin_issued_secrets))
@@ -423,10 +444,24 @@ async fn exchange_api_token(State(app): State<App>, body: axum::body::Bytes) -> 
         app.store
             .lock()
             .map_err(|_| poisoned())?
-            .exchange_api_token(&body)
+            .exchange_api_token(&body, &app.signer)
     });
+    json_or_error(StatusCode::OK, result)
+}
+
+async fn refresh_api_token(State(app): State<App>, body: axum::body::Bytes) -> Response {
+    let result = parse_body(&body).and_then(|body| {
+        app.store
+            .lock()
+            .map_err(|_| poisoned())?
+            .refresh_api_token(&body, &app.signer)
+    });
+    json_or_error(StatusCode::OK, result)
+}
+
+fn json_or_error(status: StatusCode, result: Result<Value, ApiError>) -> Response {
     match result {
-        Ok(v) => (StatusCode::OK, Json(v)).into_response(),
+        Ok(v) => (status, Json(v)).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -450,10 +485,11 @@ fn authorize(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    app.store
+    let bearer = app
+        .store
         .lock()
         .map_err(|_| poisoned())?
-        .check_bearer(header("authorization").as_deref())?;
+        .check_bearer(header("authorization").as_deref(), &app.signer)?;
     let tenant = header("frontegg-tenant-id")
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::bad_request("frontegg-tenant-id header is required"))?;
@@ -466,6 +502,17 @@ fn authorize(
     } else {
         None
     };
+    // A user JWT manages that user's own personal tokens, nothing else.
+    if let store::Bearer::User { user_id, tenant_id } = bearer
+        && (!family.user_scoped()
+            || user.as_deref() != Some(user_id.as_str())
+            || tenant != tenant_id)
+    {
+        return Err(ApiError {
+            status: 403,
+            messages: vec!["this token may manage only its own user's tokens".into()],
+        });
+    }
     Ok((tenant, user))
 }
 
@@ -624,6 +671,24 @@ async fn admin_revoke_vendor_tokens(State(app): State<App>) -> Response {
         .map(|mut s| s.revoke_vendor_tokens())
         .unwrap_or(0);
     Json(json!({ "revoked": n })).into_response()
+}
+
+async fn admin_revoke_refresh_tokens(State(app): State<App>) -> Response {
+    let n = app
+        .store
+        .lock()
+        .map(|mut s| s.revoke_refresh_tokens())
+        .unwrap_or(0);
+    Json(json!({ "revoked": n })).into_response()
+}
+
+async fn admin_refresh_token_count(State(app): State<App>, Path(id): Path<String>) -> Response {
+    let n = app
+        .store
+        .lock()
+        .map(|s| s.refresh_token_count(&id))
+        .unwrap_or(0);
+    Json(json!({ "refreshTokens": n, "limit": store::MAX_REFRESH_TOKENS })).into_response()
 }
 
 async fn admin_tokens(State(app): State<App>) -> Response {

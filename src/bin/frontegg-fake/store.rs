@@ -9,6 +9,8 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::jwt::Signer;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Family {
@@ -71,11 +73,33 @@ impl ApiError {
     }
 }
 
+/// Who a bearer token speaks for.
+pub enum Bearer {
+    /// A vendor token: any tenant, any user.
+    Vendor,
+    /// A user JWT from an API-token exchange: that user of that tenant only.
+    User { user_id: String, tenant_id: String },
+}
+
+/// A refresh token handed out with a user JWT.
+pub(crate) struct Refresh {
+    api_token: String,
+    /// Order of issue, to drop the oldest past Frontegg's 100 per API token.
+    serial: u64,
+}
+
+/// Frontegg keeps at most this many refresh tokens per API token, dropping the oldest.
+pub const MAX_REFRESH_TOKENS: usize = 100;
+
 #[derive(Default)]
 pub struct Store {
     pub credentials: HashMap<String, String>,
     pub vendor_token_lifetime: Duration,
     pub vendor_tokens: HashMap<String, Instant>,
+    /// Lifetime of user JWTs from the API-token exchange.
+    pub user_jwt_lifetime: Duration,
+    pub(crate) refresh_tokens: HashMap<String, Refresh>,
+    pub(crate) refresh_serial: u64,
     pub tokens: HashMap<String, StoredToken>,
     /// Every token secret and vendor token ever handed out, deleted ones included, so tests
     /// can prove none of them leaked into logs.
@@ -115,8 +139,9 @@ impl Store {
     }
 
     /// `POST /identity/resources/auth/v2/api-token`: a user or tenant API token's client
-    /// credentials for a JWT. Expired or revoked tokens, and wrong secrets, get 401.
-    pub fn exchange_api_token(&mut self, body: &Value) -> Result<Value, ApiError> {
+    /// credentials for a JWT and a refresh token. Expired or revoked tokens, and wrong
+    /// secrets, get 401.
+    pub fn exchange_api_token(&mut self, body: &Value, signer: &Signer) -> Result<Value, ApiError> {
         let client_id = body.get("clientId").and_then(Value::as_str);
         let secret = body.get("secret").and_then(Value::as_str);
         let (Some(client_id), Some(secret)) = (client_id, secret) else {
@@ -134,29 +159,113 @@ impl Store {
         if !valid {
             return Err(ApiError::unauthorized());
         }
-        let lifetime = Duration::from_secs(3600);
-        let access = format!("fake-jwt-{}", uuid::Uuid::new_v4().simple());
+        Ok(self.issue_jwt(client_id, signer))
+    }
+
+    /// `POST /identity/resources/auth/v2/api-token/token/refresh`: a new JWT and refresh token
+    /// for a valid refresh token (which is used up). A dropped or unknown one gets 401.
+    pub fn refresh_api_token(&mut self, body: &Value, signer: &Signer) -> Result<Value, ApiError> {
+        let refresh = body
+            .get("refreshToken")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::bad_request("refreshToken is required"))?;
+        let entry = self
+            .refresh_tokens
+            .remove(refresh)
+            .ok_or_else(ApiError::unauthorized)?;
+        if !self.tokens.contains_key(&entry.api_token) {
+            return Err(ApiError::unauthorized());
+        }
+        Ok(self.issue_jwt(&entry.api_token, signer))
+    }
+
+    /// Drops every refresh token (what 100 newer exchanges, or a revocation, would do).
+    pub fn revoke_refresh_tokens(&mut self) -> usize {
+        let n = self.refresh_tokens.len();
+        self.refresh_tokens.clear();
+        n
+    }
+
+    fn issue_jwt(&mut self, api_token: &str, signer: &Signer) -> Value {
+        let Some(token) = self.tokens.get(api_token) else {
+            return Value::Null;
+        };
+        let lifetime = self.user_jwt_lifetime;
+        let now = Timestamp::now();
+        let exp = now.checked_add(lifetime).unwrap_or(now);
+        let sub = token.user_id.clone().unwrap_or_else(|| token.id.clone());
+        let claims = json!({
+            "sub": sub,
+            "tenantId": token.tenant_id,
+            "type": if token.family == Family::UserApi { "userApiToken" } else { "tenantApiToken" },
+            "exp": exp.as_second(),
+        });
+        let access = signer.sign(&claims);
         let refresh = format!("fake-refresh-{}", uuid::Uuid::new_v4().simple());
+        self.refresh_serial = self.refresh_serial.saturating_add(1);
+        self.refresh_tokens.insert(
+            refresh.clone(),
+            Refresh {
+                api_token: api_token.to_string(),
+                serial: self.refresh_serial,
+            },
+        );
+        // Frontegg keeps 100 refresh tokens per API token: the 101st drops the oldest.
+        let mine: Vec<(String, u64)> = self
+            .refresh_tokens
+            .iter()
+            .filter(|(_, r)| r.api_token == api_token)
+            .map(|(k, r)| (k.clone(), r.serial))
+            .collect();
+        if mine.len() > MAX_REFRESH_TOKENS
+            && let Some((oldest, _)) = mine.iter().min_by_key(|(_, serial)| *serial)
+        {
+            self.refresh_tokens.remove(oldest);
+        }
         self.issued_secrets.push(access.clone());
         self.issued_secrets.push(refresh.clone());
-        let expires = now
-            .checked_add(lifetime)
-            .map(|t| t.to_string())
-            .unwrap_or_default();
-        Ok(json!({
+        json!({
             "access_token": access,
             "refresh_token": refresh,
             "expires_in": lifetime.as_secs_f64(),
-            "expires": expires,
-        }))
+            "expires": exp.to_string(),
+        })
     }
 
-    pub fn check_bearer(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+    /// How many refresh tokens an API token holds (admin API, tests).
+    pub fn refresh_token_count(&self, api_token: &str) -> usize {
+        self.refresh_tokens
+            .values()
+            .filter(|r| r.api_token == api_token)
+            .count()
+    }
+
+    pub fn check_bearer(
+        &self,
+        authorization: Option<&str>,
+        signer: &Signer,
+    ) -> Result<Bearer, ApiError> {
         let token = authorization
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(ApiError::unauthorized)?;
-        match self.vendor_tokens.get(token) {
-            Some(expiry) if Instant::now() < *expiry => Ok(()),
+        if let Some(expiry) = self.vendor_tokens.get(token) {
+            return if Instant::now() < *expiry {
+                Ok(Bearer::Vendor)
+            } else {
+                Err(ApiError::unauthorized())
+            };
+        }
+        let claims = signer.verify(token).ok_or_else(ApiError::unauthorized)?;
+        let claim = |name: &str| claims.get(name).and_then(Value::as_str);
+        let unexpired = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .is_some_and(|exp| exp > Timestamp::now().as_second());
+        match (claim("sub"), claim("tenantId"), claim("type")) {
+            (Some(user), Some(tenant), Some("userApiToken")) if unexpired => Ok(Bearer::User {
+                user_id: user.to_string(),
+                tenant_id: tenant.to_string(),
+            }),
             _ => Err(ApiError::unauthorized()),
         }
     }
