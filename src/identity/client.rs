@@ -753,13 +753,16 @@ impl IdentityClient {
         }
     }
 
-    /// Forgets `seen` if it is still the cached token (another caller may already have refreshed).
+    /// Expires `seen` if it is still the cached token (another caller may already have
+    /// refreshed). A user JWT's refresh token is kept: the next bearer comes from it.
     async fn invalidate(&self, seen: &Arc<SecretString>) {
         let mut cached = self.vendor_token.lock().await;
-        if let Some(VendorToken::Valid { token, .. }) = cached.as_ref()
+        if let Some(VendorToken::Valid {
+            token, refresh_at, ..
+        }) = cached.as_mut()
             && Arc::ptr_eq(token, seen)
         {
-            *cached = None;
+            *refresh_at = Instant::now();
         }
     }
 

@@ -192,7 +192,13 @@ impl Store {
         };
         let lifetime = self.user_jwt_lifetime;
         let now = Timestamp::now();
-        let exp = now.checked_add(lifetime).unwrap_or(now);
+        // `exp` is in whole seconds: round up, or a token would live up to a second less
+        // than `expires_in` says.
+        let exp = now
+            .checked_add(lifetime)
+            .ok()
+            .and_then(|t| t.checked_add(Duration::from_secs(1)).ok())
+            .unwrap_or(now);
         let sub = token.user_id.clone().unwrap_or_else(|| token.id.clone());
         let claims = json!({
             "sub": sub,
