@@ -304,6 +304,11 @@ pub enum WorkloadKind {
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
     printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantId"),
     printcolumn(
         name = "Secret",
@@ -360,6 +365,11 @@ pub struct UserApiTokenSpec {
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
     printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantId"),
     printcolumn(
         name = "Secret",
@@ -410,6 +420,11 @@ pub struct UserAccessTokenSpec {
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantId"),
     printcolumn(
@@ -466,6 +481,11 @@ pub struct TenantApiTokenSpec {
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantId"),
     printcolumn(
