@@ -1162,3 +1162,60 @@ async fn a_namespace_with_only_a_user_api_token_manages_that_users_tokens_and_no
         assert!(!log.contains(&s), "the operator log holds a secret");
     }
 }
+
+#[tokio::test]
+async fn every_replacement_trigger_creates_exactly_one_token() {
+    let env = TestEnv::start("triggers").await;
+    let manifest = |description: &str, secret: &str, rotate: &str| {
+        json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserApiToken",
+               "metadata":{"name":"t","annotations":{"tokens.frontegg-operator.io/rotate": rotate}},
+               "spec":{"tenantId":"t","userId":"u","description": description,"secret":{"name": secret}}})
+    };
+    env.apply_owned(manifest("v1", "s1", "0")).await;
+    let mut current = ready_token_id(&env.wait_ready("userapitokens", "t", "True", None).await);
+    let secrets = Api::<Secret>::namespaced(env.client.clone(), &env.ns);
+    let triggers: [(&str, Value); 4] = [
+        ("a spec change", manifest("v2", "s1", "0")),
+        ("a deleted Secret", Value::Null),
+        ("a renamed Secret", manifest("v2", "s2", "0")),
+        ("a rotation request", manifest("v2", "s2", "1")),
+    ];
+    for (i, (trigger, change)) in triggers.into_iter().enumerate() {
+        if change.is_null() {
+            secrets
+                .delete("s1", &Default::default())
+                .await
+                .expect("delete Secret");
+        } else {
+            env.apply_owned(change).await;
+        }
+        let previous = current.clone();
+        current = wait_for(Duration::from_secs(60), trigger, || async {
+            let obj = env.get("userapitokens", "t").await?;
+            let id = obj["status"]["current"]["id"].as_str()?.to_string();
+            (id != previous).then_some(id)
+        })
+        .await;
+        // Two resyncs later, still exactly one create per trigger.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(
+            env.fake
+                .calls("POST /identity/resources/users/api-tokens/v1")
+                .await,
+            2 + i as u64,
+            "{trigger}: one create"
+        );
+    }
+    let live: Vec<String> = env
+        .fake
+        .tokens()
+        .await
+        .iter()
+        .filter_map(|t| t["id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(live, [current], "every replaced token is revoked");
+    assert!(
+        secrets.get_opt("s1").await.expect("get").is_none(),
+        "the renamed Secret's old one is gone"
+    );
+}
