@@ -80,6 +80,25 @@ impl Case {
         })
     }
 
+    /// Issues a healthy token `t` first, then counts from zero: the fault comes after.
+    async fn issued(&self, client: &kube::Client, within: Duration) -> Result<(), String> {
+        try_apply(client, &self.token("UserAccessToken", "t", json!({})))
+            .await
+            .expect("apply");
+        wait_reason(
+            client,
+            &self.ns,
+            "useraccesstokens",
+            "t",
+            "True",
+            &["TokenReady"],
+            within,
+        )
+        .await?;
+        self.fake.reset_stats().await;
+        Ok(())
+    }
+
     async fn creates(&self) -> u64 {
         let mut n = 0;
         for route in CREATE_ROUTES {
@@ -539,23 +558,9 @@ async fn run_case(
             )
         }
         "list-omits" => {
-            try_apply(client, &case.token("UserAccessToken", "t", json!({})))
-                .await
-                .expect("apply");
-            if let Err(e) = wait_reason(
-                client,
-                ns,
-                "useraccesstokens",
-                "t",
-                "True",
-                &["TokenReady"],
-                within,
-            )
-            .await
-            {
+            if let Err(e) = case.issued(client, within).await {
                 return ("", Err(e));
             }
-            case.fake.reset_stats().await;
             case.fake.set_faults(json!({"listOmitsTokens": true})).await;
             // Several resyncs (3 s each) see the token missing.
             tokio::time::sleep(Duration::from_secs(10)).await;
@@ -568,23 +573,9 @@ async fn run_case(
             )
         }
         "rotate-storm" => {
-            try_apply(client, &case.token("UserAccessToken", "t", json!({})))
-                .await
-                .expect("apply");
-            if let Err(e) = wait_reason(
-                client,
-                ns,
-                "useraccesstokens",
-                "t",
-                "True",
-                &["TokenReady"],
-                within,
-            )
-            .await
-            {
+            if let Err(e) = case.issued(client, within).await {
                 return ("", Err(e));
             }
-            case.fake.reset_stats().await;
             for i in 0..10 {
                 let mut t = case.token("UserAccessToken", "t", json!({}));
                 t["metadata"]["annotations"] =

@@ -228,13 +228,23 @@ async fn every_guard_rail_refuses_before_any_request_and_no_secret_edit_forges_o
     );
 
     // 2. A baseUrl outside the allowed hosts (127.0.0.2 is loopback, but not allowed).
+    // The attacker's fake listens on 127.0.0.1; `localhost` reaches it too, but only
+    // `http://127.0.0.1:*` is allowed, so a request would show up in its count.
     credentials(&w, &a, "marked", &attacker, true).await;
-    namespaced_env(&w, &a, "elsewhere", "http://127.0.0.2:9", "marked").await;
+    let via_localhost = attacker.url.replace("127.0.0.1", "localhost");
+    namespaced_env(&w, &a, "elsewhere", &via_localhost, "marked").await;
     let r = environment_ready(&w, &a, "elsewhere", "BaseUrlNotAllowed").await;
+    let calls = all_calls(&attacker).await;
     record(
-        "a baseUrl outside --allowed-base-url",
-        "BaseUrlNotAllowed before any request",
-        r,
+        "a baseUrl outside --allowed-base-url (a live server, reached by another host name)",
+        "BaseUrlNotAllowed; nothing sent",
+        r.and_then(|o| {
+            if calls == 0 {
+                Ok(format!("{o}; the server saw {calls} requests"))
+            } else {
+                Err(format!("{calls} requests"))
+            }
+        }),
     );
 
     // 3. Policy: a user, a role, a lifetime, no expiry.

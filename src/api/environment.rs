@@ -102,6 +102,7 @@ pub struct EnvironmentConnection {
     pub auth: Option<EnvironmentAuth>,
     /// Custom API base URL (scheme and host, no path), e.g. for a proxy or a test fake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("baseUrl must be an http(s) URL"))]
     pub base_url: Option<String>,
     /// The Secret holding the environment's clientId and secret (Frontegg portal: Keys & domains).

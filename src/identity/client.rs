@@ -184,9 +184,22 @@ fn jwt_identity(jwt: &SecretString) -> Option<UserIdentity> {
         .decode(payload.trim_end_matches('='))
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    // The claims reach the environment's status and condition messages: a hostile server
+    // must not be able to put a megabyte or control characters there.
+    let claim = |name: &str| {
+        claims
+            .get(name)?
+            .as_str()
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= crate::api::limits::MAX_ID_LEN
+                    && !v.chars().any(char::is_control)
+            })
+            .map(str::to_string)
+    };
     Some(UserIdentity {
-        user_id: claims.get("sub")?.as_str()?.to_string(),
-        tenant_id: claims.get("tenantId")?.as_str()?.to_string(),
+        user_id: claim("sub")?,
+        tenant_id: claim("tenantId")?,
     })
 }
 
@@ -1271,5 +1284,32 @@ mod tests {
             },
         );
         assert!(cases > 0);
+    }
+
+    #[test]
+    fn jwt_claims_are_read_only_when_short_and_printable() {
+        use base64::Engine;
+        let jwt = |claims: serde_json::Value| {
+            let payload =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string());
+            SecretString::from(format!("e30.{payload}.sig"))
+        };
+        assert_eq!(
+            jwt_identity(&jwt(serde_json::json!({"sub": "svc-1", "tenantId": "t1"}))),
+            Some(UserIdentity {
+                user_id: "svc-1".into(),
+                tenant_id: "t1".into()
+            })
+        );
+        for bad in [
+            serde_json::json!({"sub": "x".repeat(257), "tenantId": "t1"}),
+            serde_json::json!({"sub": "svc\n1", "tenantId": "t1"}),
+            serde_json::json!({"sub": "", "tenantId": "t1"}),
+            serde_json::json!({"sub": 5, "tenantId": "t1"}),
+            serde_json::json!({"sub": "svc-1"}),
+        ] {
+            assert_eq!(jwt_identity(&jwt(bad.clone())), None, "{bad}");
+        }
+        assert_eq!(jwt_identity(&SecretString::from("not-a-jwt")), None);
     }
 }
