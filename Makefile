@@ -2,23 +2,27 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help tools build release crds test lint dev dev-down bench
+.PHONY: help tools build release image crds test lint dev dev-down bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-tools: ## build/fetch the control plane, kubectl, helm and the python validator (cached)
+tools: ## build/fetch the control plane, the node, kubectl, helm and the python validator (cached)
 	hack/setup-rust
+	hack/setup-node-packages
 	hack/build-control-plane
 	hack/fetch-tools
 	hack/setup-python
 	hack/setup-lua
 
-build: ## build both binaries
+build: ## build the binaries (operator, fake, test consumer)
 	cargo build --bins
 
 release: ## the exact cargo build the Dockerfile runs (release, locked)
 	cargo build --release --locked --bins
+
+image: release ## OCI image archives for the node, without Docker: target/images/*.tar
+	hack/image/build
 
 crds: ## regenerate crds/ from the Rust types
 	cargo run -q --bin frontegg-token-operator -- crd > crds/frontegg-token-operator.crds.yaml
@@ -28,11 +32,11 @@ lint: ## formatting and clippy gates
 	cargo fmt --check
 	cargo clippy --all-targets --all-features -- -D warnings
 
-test: tools lint ## every gate and test: fmt, clippy, unit, CRD drift, client, conformance, e2e
+test: tools lint image ## every gate and test: fmt, clippy, unit, CRD drift, client, conformance, e2e, in-cluster
 	hack/test
 
-dev: tools build ## playground: control plane, fake, operator, examples applied, Secrets shown
-	hack/dev up
+dev: tools build $(if $(IN_CLUSTER),image) ## playground: control plane, fake, operator, examples, Secrets (IN_CLUSTER=1: the chart's pod on a node)
+	IN_CLUSTER=$(IN_CLUSTER) hack/dev up
 
 dev-down: ## stop the playground
 	hack/dev down

@@ -6,6 +6,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$REPO_ROOT/hack/versions.env"
 CACHE_DIR="${FTO_CACHE_DIR:-$REPO_ROOT/.cache}"
 K8S_BIN="$CACHE_DIR/k8s/$K8S_VERSION/bin"
+K8S_NODE_BIN="$CACHE_DIR/k8s/$K8S_VERSION/node-bin"
 ETCD_BIN="$CACHE_DIR/etcd/$ETCD_VERSION/bin"
 TOOLS_BIN="$CACHE_DIR/tools/$KUBECTL_LAYER_WHEEL/bin"
 

@@ -169,6 +169,10 @@ async fn operator_runs_as_the_charts_service_account_and_uninstall_keeps_crds_an
         "-n",
         &release_ns,
         "--take-ownership",
+        // This test runs the operator as a local process; the Deployment's pod must not pull
+        // an image over the network if a node is running (tests/in_cluster.rs runs the image).
+        "--set",
+        "image.pullPolicy=Never",
         "--set",
         &format!("watchNamespaces={{{watched}}}"),
         "--set",

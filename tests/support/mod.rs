@@ -210,13 +210,18 @@ pub struct Fake {
 
 impl Fake {
     pub async fn start(extra: &[&str]) -> Fake {
+        Fake::start_on("127.0.0.1", extra).await
+    }
+
+    /// On another local address, e.g. the node IP, where pods can reach it.
+    pub async fn start_on(host: &str, extra: &[&str]) -> Fake {
         let port = free_port();
         let client_id = format!("vendor-{}", uuid_like());
         let secret = format!("vendor-secret-{}", uuid_like());
         let child = Command::new(env!("CARGO_BIN_EXE_frontegg-fake"))
             .args([
                 "--listen",
-                &format!("127.0.0.1:{port}"),
+                &format!("{host}:{port}"),
                 "--client-id",
                 &client_id,
                 "--secret",
@@ -228,7 +233,7 @@ impl Fake {
             .spawn()
             .expect("spawn frontegg-fake");
         let fake = Fake {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{host}:{port}"),
             client_id,
             secret,
             http: reqwest::Client::new(),
