@@ -182,7 +182,8 @@ fn spawn_kind<K: TokenResource>(
         watcher(
             api_for::<K>(client, ns),
             watcher::Config::default().any_semantic(),
-        ),
+        )
+        .modify(strip_for_cache),
     )
     .applied_objects()
     .predicate_filter(
@@ -242,6 +243,17 @@ fn spawn_kind<K: TokenResource>(
             }
         });
     controllers.push(Box::pin(fut));
+}
+
+/// What the cache keeps of a token resource: everything the pipeline reads. managedFields and
+/// kubectl's last-applied copy of the object are most of a small object's size, and nothing
+/// here reads them; at thousands of tokens they were most of the operator's memory.
+fn strip_for_cache<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 /// Hashes the deletion timestamp, so that a deletion always reaches the reconciler.
