@@ -56,6 +56,9 @@ struct Args {
     remote_qps: u32,
     #[arg(long, default_value_t = 20)]
     resync_secs: u64,
+    /// The operator's --concurrency (reconciles per kind at once).
+    #[arg(long, default_value_t = 4)]
+    concurrency: u16,
     /// ConfigMaps created to measure the apiserver's raw create rate.
     #[arg(long, default_value_t = 2000)]
     ceiling_objects: usize,
@@ -182,7 +185,7 @@ struct Operator {
 }
 
 impl Operator {
-    fn start(kubeconfig: &PathBuf, resync: u64, run: usize) -> Operator {
+    fn start(kubeconfig: &PathBuf, resync: u64, concurrency: u16, run: usize) -> Operator {
         let port = free_port();
         let log = std::env::temp_dir().join(format!(
             "fto-bench-operator-{}-{run}.log",
@@ -196,6 +199,7 @@ impl Operator {
             .args(["--leader-election", "false", "--log-format", "json"])
             .args(["--allowed-base-url", "http://127.0.0.1:*"])
             .args(["--resync-period", &format!("{resync}s")])
+            .args(["--concurrency", &concurrency.to_string()])
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -269,6 +273,49 @@ impl Operator {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// CPU seconds a process has used so far (utime + stime).
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    Some(
+        (fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?)
+            / clock_ticks(),
+    )
+}
+
+/// Where the machine's CPU went during a window: the control plane's processes (from
+/// hack/control-plane's pid files), the fake and this load generator.
+struct CpuProfile {
+    pids: Vec<(&'static str, u32)>,
+}
+
+impl CpuProfile {
+    fn new(fake: &Fake) -> CpuProfile {
+        let mut pids = vec![
+            ("benchmark client", std::process::id()),
+            ("frontegg-fake", fake._child.0.id()),
+        ];
+        if let Ok(dir) = std::env::var("FTO_CP_DIR") {
+            for name in ["kube-apiserver", "etcd"] {
+                if let Some(pid) = std::fs::read_to_string(format!("{dir}/{name}.pid"))
+                    .ok()
+                    .and_then(|p| p.trim().parse().ok())
+                {
+                    pids.push((name, pid));
+                }
+            }
+        }
+        CpuProfile { pids }
+    }
+
+    fn sample(&self) -> BTreeMap<&'static str, f64> {
+        self.pids
+            .iter()
+            .filter_map(|(n, p)| Some((*n, cpu_secs(*p)?)))
+            .collect()
     }
 }
 
@@ -613,7 +660,7 @@ async fn main() {
     let fake = Fake::start(args.remote_qps).await;
     setup(&admin, &fake, args.remote_qps).await;
     let mut out = json!({"tokens": args.tokens, "foreignSecrets": args.foreign_secrets,
-        "remoteQps": args.remote_qps});
+        "remoteQps": args.remote_qps, "concurrency": args.concurrency});
     if args.foreign_secrets > 0 {
         foreign_secrets(&admin, args.foreign_secrets).await;
     }
@@ -621,13 +668,15 @@ async fn main() {
         out["ceilingCreatesPerSec"] = json!(ceiling(&admin, args.ceiling_objects).await);
     }
 
-    let op = Operator::start(&operator_kubeconfig, args.resync_secs, 0);
+    let op = Operator::start(&operator_kubeconfig, args.resync_secs, args.concurrency, 0);
     op.wait_ready().await;
     // Environment health and the caches settle before the window opens.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mark = audit.len();
     fake.reset().await;
     let (_, cpu_before) = op.usage();
+    let profile = CpuProfile::new(&fake);
+    let others_before = profile.sample();
 
     let ready = tokio::spawn(all_ready(
         admin.clone(),
@@ -653,7 +702,14 @@ async fn main() {
     let (writes_k8s, events) = writes(&window);
     let (identity, creates, throttled) = fake.counts().await;
     let (hwm, cpu) = op.usage();
+    let window_secs = t0.elapsed().as_secs_f64();
     let n = args.tokens as f64;
+    let mut cpu_by_process: BTreeMap<&str, f64> = profile
+        .sample()
+        .into_iter()
+        .map(|(k, v)| (k, v - others_before.get(k).copied().unwrap_or(0.0)))
+        .collect();
+    cpu_by_process.insert("operator", cpu - cpu_before);
     out["issuance"] = json!({
         "createdInSecs": created_in.as_secs_f64(),
         "allReadySecs": issued_in.as_secs_f64(),
@@ -665,6 +721,10 @@ async fn main() {
         "identityCreatesPerToken": creates as f64 / n,
         "remote429s": throttled,
         "cpuSecs": cpu - cpu_before,
+        "cpuSecsByProcess": cpu_by_process,
+        // What the machine could give over the same window (from the first create to the
+        // samples), to compare the per-process seconds with.
+        "machineCpuSecs": window_secs * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
         "requests": window,
     });
     out["vmHwmKiB"] = json!(hwm);
@@ -714,7 +774,7 @@ async fn main() {
         fake.reset().await;
         let mark = audit.len();
         let t = Instant::now();
-        let op2 = Operator::start(&operator_kubeconfig, args.resync_secs, 1);
+        let op2 = Operator::start(&operator_kubeconfig, args.resync_secs, args.concurrency, 1);
         let ready_in = op2.wait_ready().await;
         while op2.metric("tokens_managed").await < managed {
             assert!(

@@ -95,6 +95,11 @@ def report(data, runs_wanted):
         ("identity calls per token", lambda r: med(r, "issuance", "identityCallsPerToken")),
         ("**operator peak RSS (VmHWM), MiB**", lambda r: med(r, "vmHwmKiB") / 1024),
         ("operator CPU seconds during issuance", lambda r: med(r, "issuance", "cpuSecs")),
+        ("kube-apiserver CPU seconds during issuance", lambda r: med(r, "issuance", "cpuSecsByProcess", "kube-apiserver")),
+        ("etcd CPU seconds during issuance", lambda r: med(r, "issuance", "cpuSecsByProcess", "etcd")),
+        ("benchmark client + fake CPU seconds", lambda r: statistics.median(
+            x["issuance"]["cpuSecsByProcess"].get("benchmark client", 0) + x["issuance"]["cpuSecsByProcess"].get("frontegg-fake", 0) for x in r)),
+        ("machine CPU seconds available in that window", lambda r: med(r, "issuance", "machineCpuSecs")),
         ("CR→Secret latency at 10/s, p50 ms", lambda r: med(r, "trickleMs", "p50")),
         ("CR→Secret latency at 10/s, p95 ms", lambda r: med(r, "trickleMs", "p95")),
         ("**CR→Secret latency at 10/s, p99 ms**", lambda r: med(r, "trickleMs", "p99")),

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use kube::runtime::events::Recorder;
 
+use super::caches::Caches;
 use super::drift::DriftCache;
 use super::resolve_environment::ClientRegistry;
 use super::throttle::IssueThrottle;
@@ -45,6 +46,8 @@ pub struct Context {
     pub throttle: IssueThrottle,
     pub config: Config,
     pub metrics: Arc<Metrics>,
+    /// Environments, namespace labels and credentials Secrets, served from watches.
+    pub caches: Caches,
     failures: Mutex<HashMap<String, u32>>,
     managed: Mutex<HashMap<String, ManagedLabels>>,
 }
@@ -64,6 +67,7 @@ impl Context {
             throttle: IssueThrottle::default(),
             config,
             metrics,
+            caches: Caches::default(),
             failures: Mutex::default(),
             managed: Mutex::default(),
         }

@@ -1,5 +1,6 @@
 //! The reconcile pipeline and the controllers that drive it.
 
+mod caches;
 mod cleanup;
 mod conditions;
 mod context;
@@ -71,6 +72,7 @@ pub async fn run(
     };
     let mut controllers: Vec<BoxFuture<'static, ()>> = Vec::new();
     let mut stores: Vec<BoxFuture<'static, ()>> = Vec::new();
+    let mut environment_stores = Vec::new();
     for ns in &namespaces {
         spawn_kind::<UserApiToken>(
             &ctx,
@@ -107,7 +109,8 @@ pub async fn run(
         let (fut, store) =
             environment_health::namespaced(ctx.clone(), ns.as_deref(), shutdown.clone());
         controllers.push(fut);
-        stores.push(wait_ready(store));
+        stores.push(wait_ready(store.clone()));
+        environment_stores.push((ns.clone(), store));
     }
     let (fut, store) = environment_health::cluster(
         ctx.clone(),
@@ -115,7 +118,14 @@ pub async fn run(
         shutdown.clone(),
     );
     controllers.push(fut);
-    stores.push(wait_ready(store));
+    stores.push(wait_ready(store.clone()));
+    ctx.caches.set_environments(store, environment_stores);
+    controllers.extend(ctx.caches.watch(
+        &ctx.client,
+        &namespaces,
+        &ctx.config.operator_namespace,
+        shutdown.clone(),
+    ));
     tokio::spawn(async move {
         futures::future::join_all(stores).await;
         ready.store(true, Ordering::SeqCst);

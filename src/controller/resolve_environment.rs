@@ -101,15 +101,17 @@ pub async fn resolve(
     let key = environment_key(env_ref, namespace);
     match env_ref.kind {
         EnvironmentKind::FronteggEnvironment => {
-            let api: Api<FronteggEnvironment> = Api::namespaced(ctx.client.clone(), namespace);
-            let env = api
-                .get_opt(&env_ref.name)
-                .await
-                .context("read the FronteggEnvironment")?
-                .ok_or_else(|| Error::EnvironmentNotFound {
-                    kind: "FronteggEnvironment",
-                    name: format!("{namespace}/{}", env_ref.name),
-                })?;
+            let env = match ctx.caches.environment(namespace, &env_ref.name) {
+                Some(env) => (*env).clone(),
+                None => Api::<FronteggEnvironment>::namespaced(ctx.client.clone(), namespace)
+                    .get_opt(&env_ref.name)
+                    .await
+                    .context("read the FronteggEnvironment")?
+                    .ok_or_else(|| Error::EnvironmentNotFound {
+                        kind: "FronteggEnvironment",
+                        name: format!("{namespace}/{}", env_ref.name),
+                    })?,
+            };
             let client = client_for(ctx, &key, &env.spec.connection, namespace).await?;
             Ok(Resolved {
                 key,
@@ -160,6 +162,10 @@ async fn cluster_environment(
     ctx: &Context,
     name: &str,
 ) -> Result<ClusterFronteggEnvironment, Error> {
+    // The cache holds only the environments this instance serves (the same selector).
+    if let Some(env) = ctx.caches.cluster_environment(name) {
+        return Ok((*env).clone());
+    }
     let api: Api<ClusterFronteggEnvironment> = Api::all(ctx.client.clone());
     let not_found = || Error::EnvironmentNotFound {
         kind: "ClusterFronteggEnvironment",
@@ -245,11 +251,15 @@ async fn namespace_allowed(
             "ClusterFronteggEnvironment allowedNamespaces.selector: {e}"
         ))
     })?;
-    let ns = Api::<Namespace>::all(ctx.client.clone())
-        .get_opt(namespace)
-        .await
-        .context("read the token's Namespace")?;
-    let labels = ns.and_then(|n| n.metadata.labels).unwrap_or_default();
+    let labels = match ctx.caches.namespace(namespace) {
+        Some(ns) => ns.metadata.labels.clone(),
+        None => Api::<Namespace>::all(ctx.client.clone())
+            .get_opt(namespace)
+            .await
+            .context("read the token's Namespace")?
+            .and_then(|n| n.metadata.labels),
+    }
+    .unwrap_or_default();
     Ok(selector.matches(&labels))
 }
 
@@ -267,16 +277,22 @@ pub async fn client_for(
             url: resolved.chars().take(200).collect(),
         })?;
     let secret_ref = &conn.credentials_secret_ref;
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), secret_namespace)
-        .get_opt(&secret_ref.name)
-        .await
-        .context("read the environment's credentials Secret")?
-        .ok_or_else(|| {
-            Error::CredentialsInvalid(format!(
-                "Secret {secret_namespace}/{} not found",
-                secret_ref.name
-            ))
-        })?;
+    let secret = match ctx.caches.credentials(secret_namespace, &secret_ref.name) {
+        Some(secret) => secret,
+        // Also where an unmarked Secret is found, and refused below with its reason.
+        None => Arc::new(
+            Api::<Secret>::namespaced(ctx.client.clone(), secret_namespace)
+                .get_opt(&secret_ref.name)
+                .await
+                .context("read the environment's credentials Secret")?
+                .ok_or_else(|| {
+                    Error::CredentialsInvalid(format!(
+                        "Secret {secret_namespace}/{} not found",
+                        secret_ref.name
+                    ))
+                })?,
+        ),
+    };
     // Only a Secret someone marked as credentials: otherwise any namespace user could point
     // an environment at an unrelated Secret (a database password) and have it sent out.
     let marked = secret

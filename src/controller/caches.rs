@@ -1,0 +1,165 @@
+//! Read-through caches of what every reconcile reads besides the token itself: environments,
+//! namespace labels (allowedNamespaces.selector) and environments' credentials Secrets.
+//!
+//! A hit is served from a reflector store. A miss falls back to a GET, so an object created
+//! a moment ago, whose watch event has not arrived yet, is still found, and a missing or
+//! unmarked object still gets its precise error. Nothing waits for these stores: before they
+//! sync, or without the RBAC to watch, every read is simply a miss.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use crate::api::{CREDENTIALS_LABEL, ClusterFronteggEnvironment, FronteggEnvironment};
+
+/// Stores by scope: `None` covers every namespace, `Some(ns)` one.
+type Scoped<K> = Vec<(Option<String>, Store<K>)>;
+
+#[derive(Default)]
+pub struct Caches {
+    cluster_environments: OnceLock<Store<ClusterFronteggEnvironment>>,
+    environments: OnceLock<Scoped<FronteggEnvironment>>,
+    namespaces: OnceLock<Store<PartialObjectMeta<Namespace>>>,
+    credentials: OnceLock<Scoped<Secret>>,
+}
+
+fn scoped_get<K>(stores: Option<&Scoped<K>>, namespace: &str, name: &str) -> Option<Arc<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let store = stores?
+        .iter()
+        .find(|(scope, _)| scope.as_deref().is_none_or(|s| s == namespace))?;
+    store.1.get(&ObjectRef::new(name).within(namespace))
+}
+
+impl Caches {
+    pub fn cluster_environment(&self, name: &str) -> Option<Arc<ClusterFronteggEnvironment>> {
+        self.cluster_environments.get()?.get(&ObjectRef::new(name))
+    }
+
+    pub fn environment(&self, namespace: &str, name: &str) -> Option<Arc<FronteggEnvironment>> {
+        scoped_get(self.environments.get(), namespace, name)
+    }
+
+    pub fn namespace(&self, name: &str) -> Option<Arc<PartialObjectMeta<Namespace>>> {
+        self.namespaces.get()?.get(&ObjectRef::new(name))
+    }
+
+    pub fn credentials(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        scoped_get(self.credentials.get(), namespace, name)
+    }
+
+    /// The environment stores are the environment-health controllers' own.
+    pub fn set_environments(
+        &self,
+        cluster: Store<ClusterFronteggEnvironment>,
+        namespaced: Scoped<FronteggEnvironment>,
+    ) {
+        let _ = self.cluster_environments.set(cluster);
+        let _ = self.environments.set(namespaced);
+    }
+
+    /// Starts the namespace and credentials watches; the returned futures drive them until
+    /// `shutdown`, so that they never hold up a graceful exit. `scopes` are the watched
+    /// namespaces (`None`: all); the operator namespace, where ClusterFronteggEnvironment
+    /// credentials live, is added when it is not covered.
+    pub fn watch(
+        &self,
+        client: &kube::Client,
+        scopes: &[Option<String>],
+        operator_namespace: &str,
+        shutdown: impl Future<Output = ()> + Send + Clone + 'static,
+    ) -> Vec<BoxFuture<'static, ()>> {
+        let mut drivers = Vec::new();
+        let (store, writer) = reflector::store();
+        let namespaces = watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .modify(|ns| ns.metadata.managed_fields = None);
+        drivers.push(drive(reflector(writer, namespaces), shutdown.clone()));
+        let _ = self.namespaces.set(store);
+
+        let mut credential_scopes: Vec<Option<String>> = scopes.to_vec();
+        if !scopes
+            .iter()
+            .any(|s| s.as_deref().is_none_or(|s| s == operator_namespace))
+        {
+            credential_scopes.push(Some(operator_namespace.to_string()));
+        }
+        let mut stores = Vec::new();
+        for scope in credential_scopes {
+            let api = match &scope {
+                Some(ns) => Api::<Secret>::namespaced(client.clone(), ns),
+                None => Api::<Secret>::all(client.clone()),
+            };
+            // Only Secrets someone marked as credentials: other Secrets' contents are never
+            // held in memory.
+            let cfg = watcher::Config::default().labels(&format!("{CREDENTIALS_LABEL}=true"));
+            let (store, writer) = reflector::store();
+            let stream = watcher(api, cfg).modify(|s| s.metadata.managed_fields = None);
+            drivers.push(drive(reflector(writer, stream), shutdown.clone()));
+            stores.push((scope, store));
+        }
+        let _ = self.credentials.set(stores);
+        drivers
+    }
+}
+
+fn drive<S, T>(
+    stream: S,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> BoxFuture<'static, ()>
+where
+    S: futures::Stream<Item = Result<T, watcher::Error>> + Send + 'static,
+    T: Send + 'static,
+{
+    let stream = stream.default_backoff().take_until(shutdown);
+    Box::pin(stream.for_each(|event| async move {
+        if let Err(e) = event {
+            tracing::debug!(error = %e, "cache watch");
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher::Event;
+
+    fn secret(ns: &str, name: &str) -> Secret {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": ns}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn scoped_lookups_find_only_what_their_scope_holds() {
+        let (all, mut all_writer) = reflector::store::<Secret>();
+        all_writer.apply_watcher_event(&Event::Apply(secret("a", "creds")));
+        let (one, mut one_writer) = reflector::store::<Secret>();
+        one_writer.apply_watcher_event(&Event::Apply(secret("ops", "creds")));
+
+        let caches = Caches::default();
+        assert!(caches.credentials("a", "creds").is_none(), "unset: a miss");
+        let _ = caches.credentials.set(vec![(Some("ops".into()), one)]);
+        assert!(caches.credentials("ops", "creds").is_some());
+        assert!(
+            caches.credentials("a", "creds").is_none(),
+            "other namespace"
+        );
+
+        let cluster_wide = Caches::default();
+        let _ = cluster_wide.credentials.set(vec![(None, all)]);
+        assert!(cluster_wide.credentials("a", "creds").is_some());
+        assert!(cluster_wide.credentials("a", "other").is_none());
+    }
+}
