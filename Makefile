@@ -7,10 +7,11 @@ SHELL := /bin/bash
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-tools: ## build/fetch the control plane, the node, kubectl, helm and the python validator (cached)
+tools: ## build/fetch the control plane, the node, promtool, kubectl, helm and the python validator (cached)
 	hack/setup-rust
 	hack/setup-node-packages
 	hack/build-control-plane
+	hack/build-promtool
 	hack/fetch-tools
 	hack/setup-python
 	hack/setup-lua

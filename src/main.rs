@@ -19,7 +19,6 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use frontegg_token_operator::{api, controller, leader, metrics::Metrics, server};
 use futures::FutureExt;
-use kube::runtime::events::{Recorder, Reporter};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -216,10 +215,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Kubernetes: {e}"))?;
     let metrics = Arc::new(Metrics::new());
-    let reporter = Reporter {
-        controller: "frontegg-token-operator".into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
+    let events = controller::events::EventPublisher::new(
+        client.clone(),
+        "frontegg-token-operator".into(),
+        std::env::var("POD_NAME").unwrap_or_else(|_| "frontegg-token-operator".into()),
+    );
     let config = controller::Config {
         operator_namespace: args.operator_namespace,
         default_environment,
@@ -236,7 +236,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let ctx = Arc::new(controller::Context::new(
         client.clone(),
-        Recorder::new(client.clone(), reporter),
+        events,
         config,
         metrics.clone(),
     ));

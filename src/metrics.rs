@@ -46,6 +46,14 @@ pub struct ManagedLabels {
     pub environment: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvironmentLabels {
+    pub kind: String,
+    /// Empty for a ClusterFronteggEnvironment.
+    pub namespace: String,
+    pub name: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -68,6 +76,8 @@ pub struct Metrics {
     pub orphaned: Family<KindLabels, Counter>,
     pub pending_revocations: Family<TokenLabels, Gauge>,
     pub reconcile_panics: Family<KindLabels, Counter>,
+    pub revocation_failures: Family<KindLabels, Counter>,
+    pub environment_ready: Family<EnvironmentLabels, Gauge>,
     registry: Registry,
 }
 
@@ -90,6 +100,8 @@ impl Metrics {
             orphaned: Family::default(),
             pending_revocations: Family::default(),
             reconcile_panics: Family::default(),
+            revocation_failures: Family::default(),
+            environment_ready: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -163,6 +175,31 @@ impl Metrics {
             "Reconciles that panicked (an operator bug), caught and reported as InternalError",
             m.reconcile_panics.clone(),
         );
+        registry.register(
+            "revocation_failures",
+            "Revocations that Frontegg refused or that failed (retried; the token stays pending)",
+            m.revocation_failures.clone(),
+        );
+        registry.register(
+            "environment_ready",
+            "1 while an environment authenticates, 0 while it does not",
+            m.environment_ready.clone(),
+        );
+        // Per-kind counters start at 0: an alert on increase() sees the first failure only
+        // against a series that already existed, and a scrape shows every name from the start.
+        for kind in ["UserApiToken", "UserAccessToken", "TenantApiToken", "TenantAccessToken"] {
+            let kind = Metrics::kind(kind);
+            for family in [
+                &m.issued,
+                &m.rotations,
+                &m.revocations,
+                &m.orphaned,
+                &m.reconcile_panics,
+                &m.revocation_failures,
+            ] {
+                family.get_or_create(&kind);
+            }
+        }
         Metrics { registry, ..m }
     }
 

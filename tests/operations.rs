@@ -394,3 +394,179 @@ async fn sigterm_finishes_gracefully_and_hands_the_lease_over() {
     );
     drop(standby);
 }
+
+/// Metric names in a PromQL expression: every `frontegg_token_operator_*` identifier.
+fn metric_names(expr: &str) -> Vec<String> {
+    let prefix = "frontegg_token_operator_";
+    expr.match_indices(prefix)
+        .map(|(at, _)| {
+            expr[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect()
+}
+
+/// Sample names a scrape can carry, from its `# TYPE` lines: a series need not have been
+/// touched yet for its name to be real.
+fn exposed_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let mut parts = rest.split_whitespace();
+        let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        match kind {
+            "counter" => {
+                names.insert(format!("{name}_total"));
+            }
+            "histogram" => {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    names.insert(format!("{name}{suffix}"));
+                }
+            }
+            _ => {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+#[tokio::test]
+async fn alerts_and_dashboard_use_metrics_the_operator_exposes() {
+    let env = TestEnv::start("alerts").await;
+    env.apply(&json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserApiToken","metadata":{"name":"a"},
+                      "spec":{"tenantId":"t","userId":"u","expiresIn":"24h"}}).to_string()).await;
+    let obj = env.wait_ready("userapitokens", "a", "True", None).await;
+    let first = obj["status"]["current"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // A rotation whose revocation Frontegg refuses: the alert on failing revocations must
+    // have a series to fire on.
+    env.fake
+        .set_faults(
+            json!({"errorNext": 3, "pathPrefix": "/identity/resources/users/api-tokens/v1/"}),
+        )
+        .await;
+    dynamic_api(&env.client, Some(&env.ns), "userapitokens")
+        .patch(
+            "a",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"metadata": {"annotations": {"tokens.frontegg-operator.io/rotate": "1"}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+    let http = reqwest::Client::new();
+    let url = format!("{}/metrics", env.operator.metrics_url);
+    let p = "frontegg_token_operator_";
+    let text = wait_for(
+        Duration::from_secs(60),
+        "a failed revocation counted",
+        || async {
+            let text = http.get(&url).send().await.ok()?.text().await.ok()?;
+            metric(
+                &text,
+                &format!("{p}revocation_failures_total{{kind=\"UserApiToken\"}}"),
+            )
+            .is_some_and(|n| n >= 1.0)
+            .then_some(text)
+        },
+    )
+    .await;
+    assert!(env.fake.token(&first).await.is_some(), "not revoked yet");
+    let environment = format!(
+        "{p}environment_ready{{kind=\"ClusterFronteggEnvironment\",namespace=\"\",name=\"{}\"}}",
+        env.env_name
+    );
+    assert_eq!(metric(&text, &environment), Some(1.0), "{text}");
+    for series in [
+        "token_next_renewal_timestamp_seconds",
+        "token_expiry_timestamp_seconds",
+    ] {
+        let name = format!(
+            "{p}{series}{{kind=\"UserApiToken\",namespace=\"{}\",name=\"a\"}}",
+            env.ns
+        );
+        assert!(metric(&text, &name).is_some(), "{name} in {text}");
+    }
+
+    // Every metric the chart's alerts and the dashboard use is one this operator exposes.
+    let exposed = exposed_names(&text);
+    let chart = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/frontegg-token-operator"
+    );
+    let (ok, rule, err) = helm_run(&[
+        "template",
+        "x",
+        chart,
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "-s",
+        "templates/prometheusrule.yaml",
+    ]);
+    assert!(ok, "{err}");
+    let rule: serde_json::Value = serde_yaml::from_str(&rule).expect("rule yaml");
+    let mut exprs: Vec<String> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| r["expr"].as_str().expect("expr").to_string())
+        .collect();
+    assert!(
+        exprs.len() >= 5,
+        "renewal, expiry, revocations, environment, errors"
+    );
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/grafana/frontegg-token-operator.json"
+        ))
+        .expect("dashboard"),
+    )
+    .expect("dashboard json");
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            exprs.push(target["expr"].as_str().expect("expr").to_string());
+        }
+    }
+    for expr in &exprs {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "no operator metric in {expr}");
+        for name in names {
+            assert!(
+                exposed.contains(&name),
+                "{name} (in {expr}) is not exposed; exposed: {exposed:?}"
+            );
+        }
+    }
+
+    // promtool, built from the Prometheus Go module by make tools, checks the rules.
+    let promtool = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.cache/tools/promtool/promtool"
+    ));
+    assert!(promtool.exists(), "no promtool: run make tools");
+    let file = std::env::temp_dir().join(format!("fto-rules-{}.yaml", env.ns));
+    let groups = json!({"groups": rule["spec"]["groups"]});
+    std::fs::write(&file, serde_yaml::to_string(&groups).expect("yaml")).expect("write rules");
+    let out = std::process::Command::new(promtool)
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

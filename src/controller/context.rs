@@ -2,14 +2,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::runtime::events::Recorder;
-
 use super::caches::Caches;
 use super::drift::DriftCache;
+use super::events::EventPublisher;
 use super::resolve_environment::ClientRegistry;
 use super::throttle::IssueThrottle;
 use crate::api::EnvironmentRef;
-use crate::metrics::{ManagedLabels, Metrics};
+use crate::metrics::{EnvironmentLabels, ManagedLabels, Metrics};
 
 /// Operator settings (flags and environment variables).
 #[derive(Clone, Debug)]
@@ -40,7 +39,7 @@ pub struct Config {
 /// Everything a reconcile needs, shared by all controllers.
 pub struct Context {
     pub client: kube::Client,
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     pub clients: ClientRegistry,
     pub drift: DriftCache,
     pub throttle: IssueThrottle,
@@ -48,6 +47,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Environments, namespace labels and credentials Secrets, served from watches.
     pub caches: Caches,
+    /// Environments with an environment_ready series, so that deleted ones lose theirs.
+    pub environments_seen: Mutex<std::collections::HashSet<EnvironmentLabels>>,
     failures: Mutex<HashMap<String, u32>>,
     managed: Mutex<HashMap<String, ManagedLabels>>,
 }
@@ -55,19 +56,20 @@ pub struct Context {
 impl Context {
     pub fn new(
         client: kube::Client,
-        recorder: Recorder,
+        events: EventPublisher,
         config: Config,
         metrics: Arc<Metrics>,
     ) -> Self {
         Context {
             client,
-            recorder,
+            events,
             clients: ClientRegistry::default(),
             drift: DriftCache::default(),
             throttle: IssueThrottle::default(),
             config,
             metrics,
             caches: Caches::default(),
+            environments_seen: Mutex::default(),
             failures: Mutex::default(),
             managed: Mutex::default(),
         }

@@ -22,6 +22,7 @@ use crate::api::{
     ClusterFronteggEnvironment, EnvironmentConnection, EnvironmentKind, EnvironmentRef,
     EnvironmentStatus, EnvironmentUser, FronteggEnvironment,
 };
+use crate::metrics::EnvironmentLabels;
 
 /// What the health check needs from either environment kind.
 trait Environment:
@@ -126,6 +127,40 @@ fn run<E: Environment>(
     (Box::pin(fut), store)
 }
 
+/// The environment_ready gauge, for alerts. Environments have no finalizer, so a deleted
+/// one's series is dropped here, on the next check of any environment, once the caches no
+/// longer hold it.
+fn publish_readiness<E: Environment>(env: &E, ctx: &Context, ready: bool) {
+    let labels = EnvironmentLabels {
+        kind: format!("{:?}", E::KIND),
+        namespace: env.namespace().unwrap_or_default(),
+        name: env.name_any(),
+    };
+    ctx.metrics
+        .environment_ready
+        .get_or_create(&labels)
+        .set(i64::from(ready));
+    let Ok(mut seen) = ctx.environments_seen.lock() else {
+        return;
+    };
+    seen.insert(labels);
+    seen.retain(|l| {
+        let exists = if l.namespace.is_empty() {
+            ctx.caches.cluster_environment(&l.name).is_some()
+        } else {
+            ctx.caches.environment(&l.namespace, &l.name).is_some()
+        };
+        // A miss can also be a cache that has not synced yet: only drop what the check of
+        // this very environment did not just publish.
+        let keep = exists
+            || (l.name == env.name_any() && l.namespace == env.namespace().unwrap_or_default());
+        if !keep {
+            ctx.metrics.environment_ready.remove(l);
+        }
+        keep
+    });
+}
+
 async fn check<E: Environment>(env: &E, ctx: &Context) -> Result<Action, Error> {
     let env_ref = EnvironmentRef {
         kind: E::KIND,
@@ -142,6 +177,7 @@ async fn check<E: Environment>(env: &E, ctx: &Context) -> Result<Action, Error> 
             .map_err(Error::from),
         Err(e) => Err(e),
     };
+    publish_readiness(env, ctx, result.is_ok());
     let current = env.health();
     let mut status = current.cloned().unwrap_or_default();
     let generation = env.meta().generation;

@@ -374,7 +374,13 @@ pub async fn revoke<K: TokenResource>(
             "Revoked",
             format!("token {id} was already revoked"),
         )),
-        Err(e) => Err(e),
+        Err(e) => {
+            ctx.metrics
+                .revocation_failures
+                .get_or_create(&Metrics::kind(K::KIND))
+                .inc();
+            Err(e)
+        }
     }
 }
 

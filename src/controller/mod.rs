@@ -8,6 +8,7 @@ mod dereference;
 mod drift;
 mod environment_health;
 mod error;
+pub mod events;
 mod execute;
 #[cfg(test)]
 mod fixtures;

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use super::events::EventType;
 use jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -66,7 +66,10 @@ pub fn finish<K: TokenResource>(
         };
         requeue = requeue.min(wait);
     }
-    requeue.min(ctx.config.resync)
+    // Tokens issued together would otherwise resync together, and their groups' drift
+    // lists would reach Frontegg in one burst every period: spread them over ±10 %.
+    let resync = ctx.config.resync.mul_f64(super::context::jitter(0.9, 1.1));
+    requeue.min(resync)
 }
 
 fn record_metrics<K: TokenResource>(obj: &K, ctx: &Context, env: &Resolved, status: &TokenStatus) {
@@ -199,14 +202,11 @@ pub async fn publish<K: TokenResource>(
     reason: &str,
     note: String,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+    if let Err(e) = ctx
+        .events
+        .publish(&obj.object_ref(&()), type_, reason, &note)
+        .await
+    {
         tracing::debug!(error = %e, "could not publish Event");
     }
 }
