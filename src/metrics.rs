@@ -187,7 +187,12 @@ impl Metrics {
         );
         // Per-kind counters start at 0: an alert on increase() sees the first failure only
         // against a series that already existed, and a scrape shows every name from the start.
-        for kind in ["UserApiToken", "UserAccessToken", "TenantApiToken", "TenantAccessToken"] {
+        for kind in [
+            "UserApiToken",
+            "UserAccessToken",
+            "TenantApiToken",
+            "TenantAccessToken",
+        ] {
             let kind = Metrics::kind(kind);
             for family in [
                 &m.issued,
