@@ -202,7 +202,7 @@ impl Metrics {
                 &m.reconcile_panics,
                 &m.revocation_failures,
             ] {
-                family.get_or_create(&kind);
+                drop(family.get_or_create(&kind));
             }
         }
         Metrics { registry, ..m }
