@@ -67,13 +67,15 @@ impl Caches {
     }
 
     /// Starts the namespace and credentials watches; the returned futures drive them until
-    /// `shutdown`, so that they never hold up a graceful exit. `scopes` are the watched
-    /// namespaces (`None`: all); the operator namespace, where ClusterFronteggEnvironment
-    /// credentials live, is added when it is not covered.
+    /// `shutdown`, so that they never hold up a graceful exit.
+    ///
+    /// Credentials are cached only in the operator namespace, where ClusterFronteggEnvironment
+    /// credentials live and only its administrators write. In tenants' namespaces anyone
+    /// who can create Secrets could label thousands of large ones and have the operator hold
+    /// them all; a FronteggEnvironment's credentials are read when used instead.
     pub fn watch(
         &self,
         client: &kube::Client,
-        scopes: &[Option<String>],
         operator_namespace: &str,
         shutdown: impl Future<Output = ()> + Send + Clone + 'static,
     ) -> Vec<BoxFuture<'static, ()>> {
@@ -87,28 +89,16 @@ impl Caches {
         drivers.push(drive(reflector(writer, namespaces), shutdown.clone()));
         let _ = self.namespaces.set(store);
 
-        let mut credential_scopes: Vec<Option<String>> = scopes.to_vec();
-        if !scopes
-            .iter()
-            .any(|s| s.as_deref().is_none_or(|s| s == operator_namespace))
-        {
-            credential_scopes.push(Some(operator_namespace.to_string()));
-        }
-        let mut stores = Vec::new();
-        for scope in credential_scopes {
-            let api = match &scope {
-                Some(ns) => Api::<Secret>::namespaced(client.clone(), ns),
-                None => Api::<Secret>::all(client.clone()),
-            };
-            // Only Secrets someone marked as credentials: other Secrets' contents are never
-            // held in memory.
-            let cfg = watcher::Config::default().labels(&format!("{CREDENTIALS_LABEL}=true"));
-            let (store, writer) = reflector::store();
-            let stream = watcher(api, cfg).modify(|s| s.metadata.managed_fields = None);
-            drivers.push(drive(reflector(writer, stream), shutdown.clone()));
-            stores.push((scope, store));
-        }
-        let _ = self.credentials.set(stores);
+        // Only Secrets someone marked as credentials: other Secrets' contents are never held
+        // in memory.
+        let api = Api::<Secret>::namespaced(client.clone(), operator_namespace);
+        let cfg = watcher::Config::default().labels(&format!("{CREDENTIALS_LABEL}=true"));
+        let (store, writer) = reflector::store();
+        let stream = watcher(api, cfg).modify(|s| s.metadata.managed_fields = None);
+        drivers.push(drive(reflector(writer, stream), shutdown));
+        let _ = self
+            .credentials
+            .set(vec![(Some(operator_namespace.to_string()), store)]);
         drivers
     }
 }

@@ -123,7 +123,6 @@ pub async fn run(
     ctx.caches.set_environments(store, environment_stores);
     controllers.extend(ctx.caches.watch(
         &ctx.client,
-        &namespaces,
         &ctx.config.operator_namespace,
         shutdown.clone(),
     ));
