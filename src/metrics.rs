@@ -22,6 +22,13 @@ pub struct KindLabels {
     pub kind: String,
 }
 
+/// A per-kind count split by what happened (`method` of a JWT refresh, `action` on drift).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindActionLabels {
+    pub kind: String,
+    pub action: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub endpoint: String,
@@ -78,6 +85,9 @@ pub struct Metrics {
     pub reconcile_panics: Family<KindLabels, Counter>,
     pub revocation_failures: Family<KindLabels, Counter>,
     pub environment_ready: Family<EnvironmentLabels, Gauge>,
+    pub access_token_refreshes: Family<KindActionLabels, Counter>,
+    pub remote_drift: Family<KindActionLabels, Counter>,
+    pub imported: Family<KindLabels, Counter>,
     registry: Registry,
 }
 
@@ -102,6 +112,9 @@ impl Metrics {
             reconcile_panics: Family::default(),
             revocation_failures: Family::default(),
             environment_ready: Family::default(),
+            access_token_refreshes: Family::default(),
+            remote_drift: Family::default(),
+            imported: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -185,6 +198,21 @@ impl Metrics {
             "1 while an environment authenticates, 0 while it does not",
             m.environment_ready.clone(),
         );
+        registry.register(
+            "access_token_refreshes",
+            "JWTs delivered into Secrets, by kind and action (refresh: from a refresh token; exchange: from the client credentials)",
+            m.access_token_refreshes.clone(),
+        );
+        registry.register(
+            "remote_drift",
+            "Remote tokens found changed outside the operator, by kind and action (repaired, reported, reissued)",
+            m.remote_drift.clone(),
+        );
+        registry.register(
+            "tokens_imported",
+            "Existing remote tokens taken over with spec.import",
+            m.imported.clone(),
+        );
         // Per-kind counters start at 0: an alert on increase() sees the first failure only
         // against a series that already existed, and a scrape shows every name from the start.
         for kind in [
@@ -201,6 +229,7 @@ impl Metrics {
                 &m.orphaned,
                 &m.reconcile_panics,
                 &m.revocation_failures,
+                &m.imported,
             ] {
                 drop(family.get_or_create(&kind));
             }
@@ -214,6 +243,13 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+
+    pub fn kind_action(kind: &str, action: &str) -> KindActionLabels {
+        KindActionLabels {
+            kind: kind.to_string(),
+            action: action.to_string(),
+        }
     }
 
     pub fn kind(kind: &str) -> KindLabels {

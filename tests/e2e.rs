@@ -301,26 +301,7 @@ async fn foreign_secret_is_never_overwritten() {
             .await,
         0
     );
-    assert_event(&env, "grabby", "SecretConflict").await;
-}
-
-async fn assert_event(env: &TestEnv, object: &str, reason: &str) {
-    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.ns);
-    wait_for(
-        Duration::from_secs(30),
-        &format!("Event {reason} for {object}"),
-        || async {
-            let list = events.list(&ListParams::default()).await.ok()?;
-            list.items
-                .iter()
-                .any(|e| {
-                    e.involved_object.name.as_deref() == Some(object)
-                        && e.reason.as_deref() == Some(reason)
-                })
-                .then_some(())
-        },
-    )
-    .await;
+    env.assert_event("grabby", "SecretConflict").await;
 }
 
 #[tokio::test]
@@ -344,7 +325,7 @@ async fn disallowed_tenant_and_namespace_get_ready_false_and_no_remote_call() {
         Some("TenantNotAllowed"),
     )
     .await;
-    assert_event(&env, "wrong-tenant", "TenantNotAllowed").await;
+    env.assert_event("wrong-tenant", "TenantNotAllowed").await;
     apply_yaml(
         &env.client,
         &json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"TenantAccessToken",
@@ -443,8 +424,8 @@ async fn remote_deletion_and_secret_deletion_are_repaired() {
         .await
         .expect("Secret reissued");
     assert_eq!(secret_data(&secret)["tokenId"], third);
-    assert_event(&env, "ci-bot", "Reissued").await;
-    assert_event(&env, "ci-bot", "Revoked").await;
+    env.assert_event("ci-bot", "Reissued").await;
+    env.assert_event("ci-bot", "Revoked").await;
     env.assert_no_secrets_logged().await;
 }
 
@@ -606,7 +587,7 @@ async fn revocation_failure_explains_itself_and_orphan_unblocks_deletion() {
         env.fake.token(&id).await.is_some(),
         "nothing revoked with bad credentials"
     );
-    assert_event(&env, "reporting", "RevocationFailed").await;
+    env.assert_event("reporting", "RevocationFailed").await;
     // The documented escape hatch.
     let api = dynamic_api(&env.client, Some(&env.ns), "tenantaccesstokens");
     api.patch(
@@ -709,7 +690,7 @@ async fn a_lost_status_adopts_the_token_in_the_secret_instead_of_issuing_another
         before,
         "Secret untouched"
     );
-    assert_event(&env, "support-agent", "Adopted").await;
+    env.assert_event("support-agent", "Adopted").await;
 }
 
 #[tokio::test]
@@ -941,9 +922,9 @@ async fn rotation_restarts_the_listed_workloads() {
     })
     .await;
     assert!(at.parse::<jiff::Timestamp>().is_ok(), "{at}");
-    assert_event(&env, "r", "Restarted").await;
+    env.assert_event("r", "Restarted").await;
     // A missing workload is reported; the rotation itself stands.
-    assert_event(&env, "r", "RestartFailed").await;
+    env.assert_event("r", "RestartFailed").await;
     env.wait_ready("useraccesstokens", "r", "True", None).await;
 }
 

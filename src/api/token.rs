@@ -81,6 +81,65 @@ pub struct SecretTarget {
     /// Extra keys built from the credential.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<SecretTemplate>,
+    /// API tokens only: also write a ready bearer JWT (`accessToken`, `accessTokenExpiresAt`),
+    /// exchanged from the client credentials and kept fresh by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<AccessTokenDelivery>,
+}
+
+/// A JWT exchanged from the API token's client credentials at
+/// `POST /identity/resources/auth/v2/api-token`, refreshed before it expires, so workloads
+/// mount a bearer token and need no Frontegg SDK.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessTokenDelivery {
+    /// Write `accessToken` and `accessTokenExpiresAt` into the Secret.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Refresh this long before the JWT expires (default 10m; at most half the JWT's lifetime
+    /// is used when it is shorter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(
+        validation = Rule::new("self.matches('^([0-9]+(h|m|s))+$') && duration(self) <= duration('24h')").message("accessToken.refreshBefore must be a duration like 10m, at most 24h")
+    )]
+    pub refresh_before: Option<String>,
+}
+
+/// Whether the operator manages the token or only watches one that exists.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum ManagementPolicy {
+    /// Issue, rotate, repair and revoke the token (the default).
+    #[default]
+    Manage,
+    /// Only watch the existing remote token `spec.tokenId`: report its existence, expiry and
+    /// drift. Never create, patch or revoke, and write no Secret.
+    Observe,
+}
+
+/// Take over a token created elsewhere (the portal, Terraform) instead of issuing one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportSpec {
+    /// The remote token's id (`clientId` for API tokens). It must exist for the resource's
+    /// tenant (and user), and must not carry another resource's mark.
+    #[schemars(length(min = 1, max = 256))]
+    pub token_id: String,
+    /// The Secret, in the same namespace, that holds the token's secret. It is read once and
+    /// never modified or deleted.
+    pub secret_ref: SecretKeyRef,
+}
+
+/// One key of a Secret in the resource's namespace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
 }
 
 /// Fields every token kind shares. Flattened into each kind's spec.
@@ -133,6 +192,21 @@ pub struct TokenCommonSpec {
     /// Delete (default) revokes the remote token on deletion; Orphan keeps it and the Secret.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Manage (default) or Observe. Immutable.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub management_policy: ManagementPolicy,
+    /// Observe only: the id of the remote token to watch (`clientId` for API tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub token_id: Option<String>,
+    /// Take over an existing token instead of issuing one; used only while no token is
+    /// recorded in the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportSpec>,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// A remote token the operator issued and still tracks.
@@ -162,6 +236,31 @@ pub struct IssuedTokenRecord {
     /// Frontegg's secrets are long random values, so the digest reveals nothing about them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_digest: Option<String>,
+    /// When the operator last changed the remote token in place; listings older than this
+    /// cannot show drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_timestamp")]
+    pub updated_at: Option<Timestamp>,
+    /// Taken over with spec.import rather than issued by the operator.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub imported: bool,
+}
+
+/// What an observed (`managementPolicy: Observe`) remote token looks like.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedToken {
+    /// The remote token's id.
+    pub id: String,
+    /// Whether the last listing had it.
+    pub exists: bool,
+    /// Its expiry, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_timestamp")]
+    pub expires_at: Option<Timestamp>,
+    /// Fields that differ from the spec (description, metadata, roleIds, permissionIds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
 }
 
 /// A superseded remote token whose revocation has not happened yet.
@@ -236,6 +335,9 @@ pub struct TokenStatus {
     /// The last value of the rotate annotation that was acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_rotation_request: Option<String>,
+    /// Observe only: the watched remote token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<ObservedToken>,
 }
 
 fn timestamp(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -269,6 +371,21 @@ pub struct RotationSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub restart_targets: Vec<RestartTarget>,
+    /// What to do when the remote token's attributes were changed outside the operator and
+    /// the kind cannot be patched back (all but TenantApiToken, which is always repaired in
+    /// place): Report (default) sets the RemoteDrift condition; Reissue replaces the token.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub on_remote_drift: RemoteDriftAction,
+}
+
+/// The answer to remote drift a kind cannot patch back.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum RemoteDriftAction {
+    #[default]
+    Report,
+    Reissue,
 }
 
 /// A workload to restart when the credential changes.
@@ -330,6 +447,9 @@ pub enum WorkloadKind {
 #[x_kube(
     validation = Rule::new("!(has(self.expiresInMinutes) && has(self.expiresIn))").message("set at most one of expiresInMinutes and expiresIn"),
     validation = Rule::new(RENEW_BEFORE_RULE).message(RENEW_BEFORE_MESSAGE),
+    validation = Rule::new(OBSERVE_NEEDS_TOKEN_ID_RULE).message(OBSERVE_NEEDS_TOKEN_ID_MESSAGE),
+    validation = Rule::new(TOKEN_ID_ONLY_OBSERVE_RULE).message(TOKEN_ID_ONLY_OBSERVE_MESSAGE),
+    validation = Rule::new(POLICY_IMMUTABLE_RULE).message(POLICY_IMMUTABLE_MESSAGE),
     validation = Rule::new("!has(self.expiresInMinutes) || self.expiresInMinutes <= 5256000").message("expiresInMinutes must be between 1 and 5256000 for user API tokens"),
     validation = Rule::new("!has(self.expiresIn) || duration(self.expiresIn) <= duration('87600h')").message("expiresIn must be at most 87600h (5256000 minutes) for user API tokens"),
     validation = Rule::new("has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)").message("environmentRef is immutable")
@@ -391,6 +511,10 @@ pub struct UserApiTokenSpec {
 #[x_kube(
     validation = Rule::new("!(has(self.expiresInMinutes) && has(self.expiresIn))").message("set at most one of expiresInMinutes and expiresIn"),
     validation = Rule::new(RENEW_BEFORE_RULE).message(RENEW_BEFORE_MESSAGE),
+    validation = Rule::new(OBSERVE_NEEDS_TOKEN_ID_RULE).message(OBSERVE_NEEDS_TOKEN_ID_MESSAGE),
+    validation = Rule::new(TOKEN_ID_ONLY_OBSERVE_RULE).message(TOKEN_ID_ONLY_OBSERVE_MESSAGE),
+    validation = Rule::new(POLICY_IMMUTABLE_RULE).message(POLICY_IMMUTABLE_MESSAGE),
+    validation = Rule::new(NO_JWT_RULE).message(NO_JWT_MESSAGE),
     validation = Rule::new("has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)").message("environmentRef is immutable")
 )]
 pub struct UserAccessTokenSpec {
@@ -447,6 +571,9 @@ pub struct UserAccessTokenSpec {
 #[x_kube(
     validation = Rule::new("!(has(self.expiresInMinutes) && has(self.expiresIn))").message("set at most one of expiresInMinutes and expiresIn"),
     validation = Rule::new(RENEW_BEFORE_RULE).message(RENEW_BEFORE_MESSAGE),
+    validation = Rule::new(OBSERVE_NEEDS_TOKEN_ID_RULE).message(OBSERVE_NEEDS_TOKEN_ID_MESSAGE),
+    validation = Rule::new(TOKEN_ID_ONLY_OBSERVE_RULE).message(TOKEN_ID_ONLY_OBSERVE_MESSAGE),
+    validation = Rule::new(POLICY_IMMUTABLE_RULE).message(POLICY_IMMUTABLE_MESSAGE),
     validation = Rule::new("has(self.roleIds) != has(self.permissionIds)").message("set exactly one of roleIds and permissionIds"),
     validation = Rule::new("has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)").message("environmentRef is immutable")
 )]
@@ -508,6 +635,10 @@ pub struct TenantApiTokenSpec {
 #[x_kube(
     validation = Rule::new("!(has(self.expiresInMinutes) && has(self.expiresIn))").message("set at most one of expiresInMinutes and expiresIn"),
     validation = Rule::new(RENEW_BEFORE_RULE).message(RENEW_BEFORE_MESSAGE),
+    validation = Rule::new(OBSERVE_NEEDS_TOKEN_ID_RULE).message(OBSERVE_NEEDS_TOKEN_ID_MESSAGE),
+    validation = Rule::new(TOKEN_ID_ONLY_OBSERVE_RULE).message(TOKEN_ID_ONLY_OBSERVE_MESSAGE),
+    validation = Rule::new(POLICY_IMMUTABLE_RULE).message(POLICY_IMMUTABLE_MESSAGE),
+    validation = Rule::new(NO_JWT_RULE).message(NO_JWT_MESSAGE),
     validation = Rule::new("has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)").message("environmentRef is immutable")
 )]
 pub struct TenantAccessTokenSpec {
@@ -522,6 +653,19 @@ pub struct TenantAccessTokenSpec {
 /// `renewBefore` must leave part of the lifetime before renewal, or every pass would renew.
 const RENEW_BEFORE_RULE: &str = "!has(self.renewBefore) || self.renewBefore.endsWith('%') || ((!has(self.expiresIn) || duration(self.renewBefore) < duration(self.expiresIn)) && (!has(self.expiresInMinutes) || duration(self.renewBefore).getSeconds() < self.expiresInMinutes * 60))";
 const RENEW_BEFORE_MESSAGE: &str = "renewBefore must be shorter than the token lifetime";
+const OBSERVE_NEEDS_TOKEN_ID_RULE: &str = "!has(self.managementPolicy) || self.managementPolicy != 'Observe' || (has(self.tokenId) && !has(self.__import__))";
+const OBSERVE_NEEDS_TOKEN_ID_MESSAGE: &str =
+    "managementPolicy Observe needs spec.tokenId and takes no spec.import";
+const TOKEN_ID_ONLY_OBSERVE_RULE: &str =
+    "!has(self.tokenId) || (has(self.managementPolicy) && self.managementPolicy == 'Observe')";
+const TOKEN_ID_ONLY_OBSERVE_MESSAGE: &str =
+    "spec.tokenId is for managementPolicy Observe; to take over a token, use spec.import";
+const POLICY_IMMUTABLE_RULE: &str = "(has(self.managementPolicy) ? self.managementPolicy : 'Manage') == (has(oldSelf.managementPolicy) ? oldSelf.managementPolicy : 'Manage')";
+const POLICY_IMMUTABLE_MESSAGE: &str = "managementPolicy is immutable; to take over an observed token, create a resource with spec.import";
+const NO_JWT_RULE: &str =
+    "!has(self.secret) || !has(self.secret.accessToken) || !self.secret.accessToken.enabled";
+const NO_JWT_MESSAGE: &str =
+    "secret.accessToken applies to API tokens only (UserApiToken, TenantApiToken)";
 
 /// A string map whose keys and values admission checks with CEL and length limits.
 fn bounded_map(

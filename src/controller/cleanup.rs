@@ -14,10 +14,15 @@ use super::kinds::TokenResource;
 use super::resolve_environment::{self, Purpose, Resolved, effective_ref};
 use super::status::forget_metrics;
 use super::{Context, Error, secret, test_hooks};
-use crate::api::DeletionPolicy;
+use crate::api::{DeletionPolicy, ManagementPolicy};
 use crate::metrics::Metrics;
 
 pub async fn cleanup<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Vec<Note>, Error> {
+    if obj.common().management_policy == ManagementPolicy::Observe {
+        // An observed token was never ours: nothing to revoke or release.
+        forget_metrics(obj, ctx);
+        return Ok(Vec::new());
+    }
     let status = obj.token_status().cloned().unwrap_or_default();
     let namespace = obj.namespace().unwrap_or_default();
     let mut notes = Vec::new();

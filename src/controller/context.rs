@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::access_token::JwtSessions;
 use super::caches::Caches;
 use super::drift::DriftCache;
 use super::events::EventPublisher;
@@ -43,6 +44,8 @@ pub struct Context {
     pub clients: ClientRegistry,
     pub drift: DriftCache,
     pub throttle: IssueThrottle,
+    /// Refresh tokens of the JWTs delivered into Secrets.
+    pub jwt: JwtSessions,
     pub config: Config,
     pub metrics: Arc<Metrics>,
     /// Environments, namespace labels and credentials Secrets, served from watches.
@@ -66,6 +69,7 @@ impl Context {
             clients: ClientRegistry::default(),
             drift: DriftCache::default(),
             throttle: IssueThrottle::default(),
+            jwt: JwtSessions::default(),
             config,
             metrics,
             caches: Caches::default(),

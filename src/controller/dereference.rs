@@ -7,7 +7,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use super::drift::GroupKey;
+use super::access_token::JwtState;
+use super::drift::{self, GroupKey, WantedRemote};
 use super::error::KubeContext;
 use super::kinds::TokenResource;
 use super::marker;
@@ -113,13 +114,29 @@ pub async fn dereference<K: TokenResource>(
             secret: SecretState::Missing,
             remote: RemoteState::Unknown,
             recovery: None,
+            remote_drift: None,
+            access_token: JwtState::NotWanted,
         },
         remote_expires: None,
     };
     world.observed.secret = secret_state(obj, desired, status.current.as_ref(), &world)?;
-    let (remote, remote_expires) = remote_state::<K>(ctx, &world, status.current.as_ref()).await;
+    let (remote, listed) = remote_state::<K>(ctx, &world, status.current.as_ref()).await;
     world.observed.remote = remote;
-    world.remote_expires = remote_expires;
+    if let (Some(listed), Some(current)) = (&listed, &status.current) {
+        world.remote_expires = listed.expires_at;
+        world.observed.remote_drift = Some(drift::compare(&wanted_remote(obj, current), listed));
+    }
+    if let (Some(before), Some(current)) = (desired.access_token_refresh_before, &status.current) {
+        world.observed.access_token = ctx.jwt.state(
+            &current.id,
+            world
+                .credential
+                .as_ref()
+                .filter(|c| c.id == current.id)
+                .and_then(|c| c.access_token.as_ref()),
+            before,
+        );
+    }
     if status.pending_issue.is_some() || world.observed.secret == SecretState::Unrecorded {
         world.observed.recovery = Some(find_marked::<K>(obj, ctx, status, &world).await?);
     }
@@ -129,7 +146,7 @@ pub async fn dereference<K: TokenResource>(
 /// A user-token environment serves only its own user's personal tokens. Checked before any
 /// token request: tenant kinds at once; user kinds against the JWT's user and tenant (known
 /// from the environment's health check, or from one authentication).
-async fn check_user_scope<K: TokenResource>(obj: &K, env: &Resolved) -> Result<(), Error> {
+pub async fn check_user_scope<K: TokenResource>(obj: &K, env: &Resolved) -> Result<(), Error> {
     let who = match env.client.user_identity() {
         Some(who) => Some(who),
         None if obj.user_id().is_some() => {
@@ -184,13 +201,36 @@ fn secret_state<K: TokenResource>(
     })
 }
 
-/// Present/Absent from the group's shared listing; Unknown when the listing predates the
-/// token, or failed: rotation and repair must not wait for a list call to succeed.
+/// What the listing should show for the current token: the kind's attributes from the spec,
+/// and the description with the operator's mark. An imported token of a kind that cannot be
+/// patched never got the mark; its description is compared only when the spec sets one.
+fn wanted_remote<K: TokenResource>(obj: &K, current: &IssuedTokenRecord) -> WantedRemote {
+    let mut want = obj.wanted_remote(true);
+    let description = obj.common().description.as_deref();
+    let patchable = obj.patch_request(String::new()).is_some();
+    want.description = if current.imported && !patchable {
+        description.map(str::to_string)
+    } else {
+        Some(marker::describe(
+            description,
+            obj.meta().uid.as_deref().unwrap_or_default(),
+            current
+                .attempt_id
+                .as_deref()
+                .unwrap_or(marker::UNMARKED_ATTEMPT),
+        ))
+    };
+    want
+}
+
+/// Present/Absent from the group's shared listing, with the listed token; Unknown when the
+/// listing predates the token or its last change in place, or failed: rotation and repair
+/// must not wait for a list call to succeed.
 async fn remote_state<K: TokenResource>(
     ctx: &Context,
     world: &World,
     current: Option<&IssuedTokenRecord>,
-) -> (RemoteState, Option<Timestamp>) {
+) -> (RemoteState, Option<RemoteToken>) {
     let Some(current) = current else {
         return (RemoteState::Unknown, None);
     };
@@ -208,16 +248,19 @@ async fn remote_state<K: TokenResource>(
             return (RemoteState::Unknown, None);
         }
     };
-    if listing.fetched_at < current.issued_at {
+    let changed = current
+        .updated_at
+        .map_or(current.issued_at, |u| u.max(current.issued_at));
+    if listing.fetched_at < changed {
         return (RemoteState::Unknown, None);
     }
     match listing.tokens.iter().find(|t| t.id == current.id) {
-        Some(t) => (RemoteState::Present, t.expires_at),
+        Some(t) => (RemoteState::Present, Some(t.clone())),
         None => (RemoteState::Absent, None),
     }
 }
 
-fn group_key<K: TokenResource>(env: &Resolved, owner: &TokenOwner) -> GroupKey {
+pub fn group_key<K: TokenResource>(env: &Resolved, owner: &TokenOwner) -> GroupKey {
     GroupKey {
         environment: env.key.clone(),
         endpoint: K::Endpoint::NAME,

@@ -73,6 +73,8 @@ pub enum Error {
         "the new token did not work when exchanged at /identity/resources/auth/v2/api-token ({0}); it was revoked and the Secret keeps the previous token"
     )]
     VerificationFailed(&'static str),
+    #[error("cannot import the token: {0}")]
+    ImportFailed(String),
     #[error("the Secret would be refused by the API server: {0}")]
     SecretRejected(String),
     /// An operator bug (a panic, an impossible state): never the user's input.
@@ -110,6 +112,7 @@ impl Error {
             Error::Kube { .. } => "KubernetesError",
             Error::ReissueThrottled { .. } => "ReissueThrottled",
             Error::SecretRejected(_) => "InvalidSpec",
+            Error::ImportFailed(_) => "ImportFailed",
             Error::VerificationFailed(_) => "VerificationFailed",
             Error::Internal(_) => "InternalError",
         }

@@ -59,6 +59,7 @@ pub async fn recover<K: TokenResource>(
             patched_spec_hash: desired.patched_spec_hash.clone(),
             attempt_id: status.pending_issue.as_ref().map(|i| i.attempt_id.clone()),
             secret_digest: Some(secret_digest(cred)),
+            ..IssuedTokenRecord::default()
         });
         notes.push((
             EventType::Normal,
@@ -133,23 +134,50 @@ pub async fn issue<K: TokenResource>(
         .get_or_create(&Metrics::kind(K::KIND))
         .inc();
     let rotation = obj.common().rotation.clone().unwrap_or_default();
-    if rotation.verify
+    // One exchange serves both the verification and the JWT the Secret delivers.
+    let mut access_token = None;
+    if (rotation.verify || desired.access_token_refresh_before.is_some())
         && K::LAYOUT == SecretLayout::ClientCredentials
-        && let Err(e) = world
+    {
+        match world
             .env
             .client
-            .verify_api_token(&issued.id, &issued.secret)
+            .exchange_api_token(&issued.id, &issued.secret)
             .await
-    {
-        // An unusable token: revoke it, keep the Secret, let the backoff retry.
-        if revoke::<K>(ctx, &world.env, &world.owner, &issued.id)
-            .await
-            .is_ok()
         {
-            status.pending_issue = None;
-            *written = Some(status.clone());
+            Ok(grant) => {
+                if let Some(before) = desired.access_token_refresh_before {
+                    ctx.metrics
+                        .access_token_refreshes
+                        .get_or_create(&Metrics::kind_action(K::KIND, "exchange"))
+                        .inc();
+                    access_token = Some(ctx.jwt.keep(&issued.id, grant, before));
+                }
+            }
+            Err(e) if rotation.verify => {
+                // An unusable token: revoke it, keep the Secret, let the backoff retry.
+                if revoke::<K>(ctx, &world.env, &world.owner, &issued.id)
+                    .await
+                    .is_ok()
+                {
+                    status.pending_issue = None;
+                    *written = Some(status.clone());
+                }
+                return Err(Error::VerificationFailed(e.reason()));
+            }
+            Err(e) => {
+                // The credentials go into the Secret anyway; the next pass exchanges again.
+                notes.push((
+                    EventType::Warning,
+                    "AccessTokenFailed",
+                    format!(
+                        "could not exchange token {} for a JWT ({}); the Secret has the client credentials, the JWT follows",
+                        issued.id,
+                        e.reason()
+                    ),
+                ));
+            }
         }
-        return Err(Error::VerificationFailed(e.reason()));
     }
     let expires_at = match (issued.expires_at, desired.expires_in_minutes) {
         (Some(at), _) => Some(at),
@@ -172,6 +200,7 @@ pub async fn issue<K: TokenResource>(
         id: issued.id.clone(),
         secret: issued.secret,
         expires_at: expires_at.map(|t| t.to_string()),
+        access_token,
     };
     let secret_written = match secret::desired_secret(
         obj,
@@ -249,6 +278,7 @@ pub async fn issue<K: TokenResource>(
         patched_spec_hash: desired.patched_spec_hash.clone(),
         attempt_id: Some(attempt_id),
         secret_digest: Some(secret_digest(&credential)),
+        ..IssuedTokenRecord::default()
     });
     status.pending_issue = None;
     status.handled_rotation_request = desired.rotation_request.clone();
@@ -260,12 +290,24 @@ pub async fn issue<K: TokenResource>(
     Ok(())
 }
 
+/// Why a token is patched in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchReason {
+    /// The spec changed.
+    Spec,
+    /// The remote token was changed outside the operator; `fields` differed.
+    Drift,
+}
+
 /// Tenant API tokens: description, roles, permissions and metadata change in place.
+#[allow(clippy::too_many_arguments)]
 pub async fn patch<K: TokenResource>(
     obj: &K,
+    ctx: &Context,
     world: &World,
     desired: &Desired,
     status: &mut TokenStatus,
+    reason: PatchReason,
     now: Timestamp,
     notes: &mut Vec<Note>,
 ) -> Result<(), Error> {
@@ -279,7 +321,10 @@ pub async fn patch<K: TokenResource>(
     let description = marker::describe(
         obj.common().description.as_deref(),
         &uid,
-        current.attempt_id.as_deref().unwrap_or("0"),
+        current
+            .attempt_id
+            .as_deref()
+            .unwrap_or(marker::UNMARKED_ATTEMPT),
     );
     let Some(body) = obj.patch_request(description) else {
         return Err(Error::Internal(
@@ -292,11 +337,35 @@ pub async fn patch<K: TokenResource>(
         .patch_tenant_api_token(&world.owner, &current.id, &body)
         .await?;
     current.patched_spec_hash = desired.patched_spec_hash.clone();
-    notes.push((
-        EventType::Normal,
-        "Updated",
-        format!("updated token {} in place", current.id),
-    ));
+    // Listings fetched before this moment still show the old attributes.
+    current.updated_at = Some(Timestamp::now());
+    notes.push(match reason {
+        PatchReason::Spec => (
+            EventType::Normal,
+            "Updated",
+            format!("updated token {} in place", current.id),
+        ),
+        PatchReason::Drift => {
+            ctx.metrics
+                .remote_drift
+                .get_or_create(&Metrics::kind_action(K::KIND, "repaired"))
+                .inc();
+            let fields = world
+                .observed
+                .remote_drift
+                .as_ref()
+                .map(|f| f.join(", "))
+                .unwrap_or_default();
+            (
+                EventType::Normal,
+                "DriftRepaired",
+                format!(
+                    "token {} was changed outside the operator ({fields}); patched it back to the spec",
+                    current.id
+                ),
+            )
+        }
+    });
     status.last_attempt = Some(AttemptRecord {
         operation: "Patch".into(),
         result: "Succeeded".into(),
@@ -322,6 +391,45 @@ pub async fn rewrite_secret<K: TokenResource>(
             format!("rewrote Secret {}", desired.secret_name),
         ));
     }
+    Ok(())
+}
+
+/// Replaces the JWT the Secret delivers, keeping its credential.
+pub async fn refresh_access_token<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    world: &World,
+    desired: &Desired,
+) -> Result<(), Error> {
+    let (Some(cred), Some(before)) = (&world.credential, desired.access_token_refresh_before)
+    else {
+        return Err(Error::Internal(
+            "a JWT refresh planned without a credential".into(),
+        ));
+    };
+    let jwt = ctx
+        .jwt
+        .obtain(
+            &world.env.client,
+            &ctx.metrics,
+            K::KIND,
+            &cred.id,
+            &cred.secret,
+            before,
+        )
+        .await?;
+    let credential = Credential {
+        access_token: Some(jwt),
+        ..cred.clone()
+    };
+    let want = secret::desired_secret(
+        obj,
+        &desired.secret_name,
+        &credential,
+        &world.secret_context(),
+    )?;
+    write_secret_object(&world.secrets, world.live_secret.as_ref(), want).await?;
+    tracing::debug!(token = %cred.id, "delivered a fresh JWT");
     Ok(())
 }
 
@@ -358,7 +466,11 @@ pub async fn revoke<K: TokenResource>(
     owner: &TokenOwner,
     id: &str,
 ) -> Result<Note, IdentityError> {
-    match env.client.delete::<K::Endpoint>(owner, id).await {
+    let result = env.client.delete::<K::Endpoint>(owner, id).await;
+    if matches!(result, Ok(()) | Err(IdentityError::NotFound)) {
+        ctx.jwt.forget(id);
+    }
+    match result {
         Ok(()) => {
             ctx.metrics
                 .revocations
@@ -384,7 +496,7 @@ pub async fn revoke<K: TokenResource>(
     }
 }
 
-async fn write_secret_object(
+pub async fn write_secret_object(
     secrets: &Api<Secret>,
     live: Option<&Secret>,
     want: Secret,
@@ -402,19 +514,54 @@ async fn write_secret_object(
                 .await
                 .context("create the token's Secret")?;
         }
-        Some(_) => {
+        Some(live) => {
             let name = want.metadata.name.clone().unwrap_or_default();
             secrets
                 .patch(
                     &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&as_apply_patch(&want)?),
+                    &PatchParams {
+                        field_manager: Some(FIELD_MANAGER.into()),
+                        ..Default::default()
+                    },
+                    &Patch::Merge(&secret_update(live, &want)?),
                 )
                 .await
                 .context("update the token's Secret")?;
         }
     }
     Ok(())
+}
+
+/// A merge patch that makes an owned Secret's data exactly the desired data. The data of a
+/// Secret the operator owns is all its own: keys it no longer writes (a template key removed,
+/// the JWT turned off) and keys someone added are deleted. A server-side apply would keep
+/// every key another field manager, or our own create, ever set. Labels and annotations are
+/// merged, so others may add their own.
+fn secret_update(live: &Secret, want: &Secret) -> Result<serde_json::Value, Error> {
+    fn encode<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, Error> {
+        serde_json::to_value(v).map_err(|e| Error::Internal(format!("cannot encode: {e}")))
+    }
+    let mut data = match encode(&want.data)? {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    for key in live.data.iter().flatten().map(|(k, _)| k) {
+        if !data.contains_key(key) {
+            data.insert(key.clone(), serde_json::Value::Null);
+        }
+    }
+    // `null` would delete every label or annotation: absent ones are left out instead.
+    let mut metadata = serde_json::Map::new();
+    if let Some(labels) = &want.metadata.labels {
+        metadata.insert("labels".into(), encode(labels)?);
+    }
+    if let Some(annotations) = &want.metadata.annotations {
+        metadata.insert("annotations".into(), encode(annotations)?);
+    }
+    if let Some(owners) = &want.metadata.owner_references {
+        metadata.insert("ownerReferences".into(), encode(owners)?);
+    }
+    Ok(json!({ "metadata": metadata, "data": data }))
 }
 
 fn as_apply_patch(secret: &Secret) -> Result<serde_json::Value, Error> {

@@ -22,6 +22,9 @@ pub fn user_api_token(edit: impl FnOnce(&mut TokenCommonSpec)) -> UserApiToken {
         rotation: None,
         secret: Default::default(),
         deletion_policy: Default::default(),
+        management_policy: Default::default(),
+        token_id: None,
+        import: None,
     };
     edit(&mut common);
     let mut t = UserApiToken::new(
@@ -42,6 +45,7 @@ pub fn credential() -> Credential {
         id: "cid".into(),
         secret: SecretString::from(SECRET),
         expires_at: None,
+        access_token: None,
     }
 }
 

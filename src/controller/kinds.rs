@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::drift::WantedRemote;
 use super::validate::{check_ids, check_metadata};
 use crate::api::{
     TenantAccessToken, TenantApiToken, TokenCommonSpec, TokenStatus, UserAccessToken, UserApiToken,
@@ -73,6 +74,12 @@ pub trait TokenResource:
     fn permission_ids(&self) -> &[String] {
         &[]
     }
+    /// The listed attributes (besides the description) the spec decides, for drift checks.
+    /// With `unset_as_empty`, a field the spec leaves out is wanted empty (a managed token);
+    /// without, it is not compared (an observed one).
+    fn wanted_remote(&self, _unset_as_empty: bool) -> WantedRemote {
+        WantedRemote::default()
+    }
 }
 
 impl TokenResource for UserApiToken {
@@ -104,6 +111,12 @@ impl TokenResource for UserApiToken {
     }
     fn check_kind_fields(&self) -> Result<(), String> {
         check_metadata(self.spec.metadata.as_ref())
+    }
+    fn wanted_remote(&self, unset_as_empty: bool) -> WantedRemote {
+        WantedRemote {
+            metadata: or_empty(&self.spec.metadata, unset_as_empty),
+            ..WantedRemote::default()
+        }
     }
 }
 
@@ -177,6 +190,14 @@ impl TokenResource for TenantApiToken {
     fn permission_ids(&self) -> &[String] {
         self.spec.permission_ids.as_deref().unwrap_or_default()
     }
+    fn wanted_remote(&self, unset_as_empty: bool) -> WantedRemote {
+        WantedRemote {
+            description: None,
+            metadata: or_empty(&self.spec.metadata, unset_as_empty),
+            role_ids: or_empty(&self.spec.role_ids, unset_as_empty),
+            permission_ids: or_empty(&self.spec.permission_ids, unset_as_empty),
+        }
+    }
 }
 
 impl TokenResource for TenantAccessToken {
@@ -209,4 +230,15 @@ impl TokenResource for TenantAccessToken {
     fn role_ids(&self) -> &[String] {
         self.spec.role_ids.as_deref().unwrap_or_default()
     }
+    fn wanted_remote(&self, unset_as_empty: bool) -> WantedRemote {
+        WantedRemote {
+            role_ids: or_empty(&self.spec.role_ids, unset_as_empty),
+            ..WantedRemote::default()
+        }
+    }
+}
+
+/// The spec's value, or (when asked) the empty value Frontegg lists for an unset field.
+fn or_empty<T: Clone + Default>(value: &Option<T>, unset_as_empty: bool) -> Option<T> {
+    value.clone().or_else(|| unset_as_empty.then(T::default))
 }

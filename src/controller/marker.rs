@@ -6,6 +6,10 @@
 
 const PREFIX: &str = " [k8s:";
 
+/// The attempt part of the mark on tokens the operator took over rather than created (an
+/// import patched to its spec).
+pub const UNMARKED_ATTEMPT: &str = "0";
+
 /// The description to send: the user's own, then the mark.
 pub fn describe(user: Option<&str>, uid: &str, attempt: &str) -> String {
     format!("{}{PREFIX}{uid}/{attempt}]", user.unwrap_or_default())

@@ -1,5 +1,6 @@
 //! The reconcile pipeline and the controllers that drive it.
 
+mod access_token;
 mod caches;
 mod cleanup;
 mod conditions;
@@ -12,8 +13,10 @@ pub mod events;
 mod execute;
 #[cfg(test)]
 mod fixtures;
+mod import;
 mod kinds;
 mod marker;
+mod observe;
 mod plan;
 mod policy;
 mod reconcile;

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::api::TokenStatus;
+use super::access_token::JwtState;
+use crate::api::{RemoteDriftAction, TokenStatus};
 
 /// What the spec asks for, after validation.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,6 +22,12 @@ pub struct Desired {
     pub patched_spec_hash: Option<String>,
     /// Current value of the rotate annotation.
     pub rotation_request: Option<String>,
+    /// `spec.secret.accessToken.refreshBefore` when the Secret delivers a JWT.
+    pub access_token_refresh_before: Option<Duration>,
+    /// What to do about remote drift the kind cannot patch back.
+    pub on_remote_drift: RemoteDriftAction,
+    /// `spec.import` is set: the first token is taken over, not issued.
+    pub import: bool,
 }
 
 /// `renewBefore`: a fixed time before expiry, or a share of the lifetime.
@@ -67,6 +74,7 @@ pub enum IssueReason {
     SecretRenamed,
     RotationRequested,
     Expiring,
+    RemoteDrift,
 }
 
 impl IssueReason {
@@ -76,7 +84,8 @@ impl IssueReason {
             IssueReason::Initial => "Issued",
             IssueReason::SecretMissing
             | IssueReason::RemoteMissing
-            | IssueReason::SecretTampered => "Reissued",
+            | IssueReason::SecretTampered
+            | IssueReason::RemoteDrift => "Reissued",
             IssueReason::SpecChanged | IssueReason::SecretRenamed => "Replaced",
             IssueReason::RotationRequested | IssueReason::Expiring => "Rotated",
         }
@@ -94,6 +103,9 @@ impl IssueReason {
             IssueReason::SecretRenamed => "spec.secret.name changed",
             IssueReason::RotationRequested => "rotation was requested with the rotate annotation",
             IssueReason::Expiring => "the token is close to expiry",
+            IssueReason::RemoteDrift => {
+                "the remote token was changed outside the operator (spec.rotation.onRemoteDrift: Reissue)"
+            }
         }
     }
 }
@@ -124,8 +136,14 @@ pub enum Plan {
         reason: IssueReason,
         revoke: Option<String>,
     },
+    /// Take over the token named in `spec.import` instead of issuing one.
+    Import,
     /// Update the remote token in place (tenant API tokens), then refresh the Secret.
     Patch,
+    /// Patch back a remote token changed outside the operator (tenant API tokens).
+    RepairDrift,
+    /// Exchange (or refresh) the JWT the Secret delivers.
+    RefreshAccessToken,
     /// Rewrite the Secret from the credential it already holds.
     WriteSecret,
     /// Nothing to do; look again after `requeue_after`.
@@ -139,6 +157,11 @@ pub struct Observed {
     pub remote: RemoteState,
     /// Present when a journal is open or the Secret holds an unrecorded credential.
     pub recovery: Option<Recovery>,
+    /// The attributes in which the remote token differs from the spec; `None` when no
+    /// listing newer than the token's last change is at hand.
+    pub remote_drift: Option<Vec<String>>,
+    /// The JWT the Secret delivers.
+    pub access_token: JwtState,
 }
 
 pub fn plan(
@@ -155,6 +178,9 @@ pub fn plan(
     }
     let secret = observed.secret;
     let Some(current) = &status.current else {
+        if desired.import {
+            return Plan::Import;
+        }
         // Nothing recorded: whatever the Secret holds is not ours to revoke.
         return Plan::Issue {
             reason: IssueReason::Initial,
@@ -200,14 +226,31 @@ pub fn plan(
     {
         return Plan::Patch;
     }
+    if let Some(drift) = &observed.remote_drift
+        && !drift.is_empty()
+    {
+        if desired.patched_spec_hash.is_some() {
+            return Plan::RepairDrift;
+        }
+        if desired.on_remote_drift == RemoteDriftAction::Reissue {
+            return replace(IssueReason::RemoteDrift);
+        }
+    }
+    let jwt_refresh = match observed.access_token {
+        JwtState::NotWanted => None,
+        JwtState::Missing => return Plan::RefreshAccessToken,
+        JwtState::RefreshAt(at) if now >= at => return Plan::RefreshAccessToken,
+        JwtState::RefreshAt(at) => Some(at),
+    };
     if secret == (SecretState::Owned { up_to_date: false }) {
         return Plan::WriteSecret;
     }
-    let until_renewal = renew_at
-        .map(|at| Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO))
-        .unwrap_or(resync);
+    let until =
+        |at: Timestamp| Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
+    let until_renewal = renew_at.map(until).unwrap_or(resync);
+    let until_jwt = jwt_refresh.map(until).unwrap_or(resync);
     Plan::Steady {
-        requeue_after: until_renewal.min(resync),
+        requeue_after: until_renewal.min(until_jwt).min(resync),
     }
 }
 
@@ -277,6 +320,8 @@ mod tests {
                 secret,
                 remote,
                 recovery: None,
+                remote_drift: None,
+                access_token: JwtState::NotWanted,
             },
             now,
             resync,
@@ -292,6 +337,9 @@ mod tests {
             issued_spec_hash: "h1".into(),
             patched_spec_hash: None,
             rotation_request: None,
+            access_token_refresh_before: None,
+            on_remote_drift: RemoteDriftAction::Report,
+            import: false,
         }
     }
 
@@ -306,6 +354,7 @@ mod tests {
                 patched_spec_hash: None,
                 attempt_id: Some("a1".into()),
                 secret_digest: None,
+                ..IssuedTokenRecord::default()
             }),
             ..TokenStatus::default()
         }
@@ -550,6 +599,8 @@ mod tests {
             secret: SecretState::Unrecorded,
             remote: RemoteState::Present,
             recovery: Some(found.clone()),
+            remote_drift: None,
+            access_token: JwtState::NotWanted,
         };
         let now = at("2026-01-01T00:00:00Z");
         assert_eq!(
@@ -577,6 +628,8 @@ mod tests {
             secret: SecretState::Unrecorded,
             remote: RemoteState::Present,
             recovery: Some(Recovery::default()),
+            remote_drift: None,
+            access_token: JwtState::NotWanted,
         };
         let p = super::plan(
             &desired(),
@@ -605,6 +658,105 @@ mod tests {
             Plan::Issue {
                 reason: IssueReason::Initial,
                 revoke: None
+            }
+        );
+    }
+
+    fn steady_observed() -> Observed {
+        Observed {
+            secret: FRESH,
+            remote: RemoteState::Present,
+            recovery: None,
+            remote_drift: Some(vec![]),
+            access_token: JwtState::NotWanted,
+        }
+    }
+
+    #[test]
+    fn import_takes_the_place_of_the_first_issue_only() {
+        let d = Desired {
+            import: true,
+            ..desired()
+        };
+        let now = at("2026-01-01T00:00:00Z");
+        let p = super::plan(&d, &TokenStatus::default(), &steady_observed(), now, RESYNC);
+        assert_eq!(p, Plan::Import);
+        // Once a token is recorded, spec.import is history: the usual lifecycle goes on.
+        let p = super::plan(&d, &issued(None), &steady_observed(), now, RESYNC);
+        assert!(matches!(p, Plan::Steady { .. }), "{p:?}");
+    }
+
+    #[test]
+    fn remote_drift_is_patched_back_reported_or_reissued() {
+        let now = at("2026-01-01T00:00:00Z");
+        let drifted = Observed {
+            remote_drift: Some(vec!["roleIds".into()]),
+            ..steady_observed()
+        };
+        // A kind that can be patched is repaired in place.
+        let patchable = Desired {
+            patched_spec_hash: Some("p1".into()),
+            ..desired()
+        };
+        let mut s = issued(None);
+        if let Some(c) = s.current.as_mut() {
+            c.patched_spec_hash = Some("p1".into());
+        }
+        assert_eq!(
+            super::plan(&patchable, &s, &drifted, now, RESYNC),
+            Plan::RepairDrift
+        );
+        // Others report it (Steady; the status step sets the condition) ...
+        let p = super::plan(&desired(), &issued(None), &drifted, now, RESYNC);
+        assert!(matches!(p, Plan::Steady { .. }), "{p:?}");
+        // ... or replace the token when asked to.
+        let reissue = Desired {
+            on_remote_drift: RemoteDriftAction::Reissue,
+            ..desired()
+        };
+        assert_eq!(
+            super::plan(&reissue, &issued(None), &drifted, now, RESYNC),
+            Plan::Issue {
+                reason: IssueReason::RemoteDrift,
+                revoke: Some("tok-1".into())
+            }
+        );
+        // No listing newer than the token: nothing is judged.
+        let unknown = Observed {
+            remote_drift: None,
+            ..steady_observed()
+        };
+        let p = super::plan(&reissue, &issued(None), &unknown, now, RESYNC);
+        assert!(matches!(p, Plan::Steady { .. }), "{p:?}");
+    }
+
+    #[test]
+    fn the_delivered_jwt_is_refreshed_when_missing_or_due_and_sets_the_wake_up() {
+        let now = at("2026-01-01T00:00:00Z");
+        let with = |access_token| Observed {
+            access_token,
+            ..steady_observed()
+        };
+        assert_eq!(
+            super::plan(
+                &desired(),
+                &issued(None),
+                &with(JwtState::Missing),
+                now,
+                RESYNC
+            ),
+            Plan::RefreshAccessToken
+        );
+        let due = with(JwtState::RefreshAt(at("2025-12-31T23:59:59Z")));
+        assert_eq!(
+            super::plan(&desired(), &issued(None), &due, now, RESYNC),
+            Plan::RefreshAccessToken
+        );
+        let later = with(JwtState::RefreshAt(at("2026-01-01T00:01:00Z")));
+        assert_eq!(
+            super::plan(&desired(), &issued(None), &later, now, RESYNC),
+            Plan::Steady {
+                requeue_after: Duration::from_secs(60)
             }
         );
     }

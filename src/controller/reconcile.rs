@@ -19,14 +19,15 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::{Api, ResourceExt};
 
+use super::access_token::JwtState;
 use super::dereference::dereference;
 use super::error::KubeContext;
-use super::execute::{self, Note};
+use super::execute::{self, Note, PatchReason};
 use super::kinds::TokenResource;
 use super::plan::{self, Plan};
 use super::status::{self, object_key, publish, write_status};
-use super::{Context, Error, cleanup, context, test_hooks, validate};
-use crate::api::{FINALIZER, TokenStatus};
+use super::{Context, Error, cleanup, context, import, observe, test_hooks, validate};
+use crate::api::{FINALIZER, ManagementPolicy, TokenStatus};
 use crate::identity::IdentityError;
 use crate::metrics::{Metrics, ReconcileLabels};
 
@@ -143,6 +144,14 @@ async fn apply<K: TokenResource>(
 ) -> Result<Outcome, Error> {
     test_hooks::panic_if_requested(obj);
     test_hooks::exit_at("after-finalizer", obj);
+    if obj.common().management_policy == ManagementPolicy::Observe {
+        let seen = observe::observe(obj, ctx).await?;
+        return Ok(Outcome {
+            status: seen.status,
+            notes: seen.notes,
+            requeue: seen.requeue,
+        });
+    }
     // validate (no client required)
     let desired = validate::desired_state(obj, ctx.config.grace_period)?;
     let status = obj.token_status().cloned().unwrap_or_default();
@@ -179,6 +188,14 @@ async fn apply<K: TokenResource>(
     // execute
     let mut notes = Vec::new();
     let recovered = matches!(step, Plan::Recover(_));
+    let drift_resolved = matches!(
+        step,
+        Plan::RepairDrift
+            | Plan::Issue {
+                reason: plan::IssueReason::RemoteDrift,
+                ..
+            }
+    );
     match step {
         Plan::Recover(recovery) => {
             execute::recover::<K>(
@@ -217,8 +234,29 @@ async fn apply<K: TokenResource>(
             )
             .await?;
         }
-        Plan::Patch => {
-            execute::patch(obj, &world, &desired, &mut new_status, now, &mut notes).await?;
+        Plan::Import => {
+            import::import(obj, ctx, &world, &desired, &mut new_status, now, &mut notes).await?;
+        }
+        Plan::Patch | Plan::RepairDrift => {
+            let reason = if step == Plan::Patch {
+                PatchReason::Spec
+            } else {
+                PatchReason::Drift
+            };
+            execute::patch(
+                obj,
+                ctx,
+                &world,
+                &desired,
+                &mut new_status,
+                reason,
+                now,
+                &mut notes,
+            )
+            .await?;
+        }
+        Plan::RefreshAccessToken => {
+            execute::refresh_access_token(obj, ctx, &world, &desired).await?;
         }
         Plan::WriteSecret => execute::rewrite_secret(obj, &world, &desired, &mut notes).await?,
         Plan::Steady { .. } => {}
@@ -234,6 +272,37 @@ async fn apply<K: TokenResource>(
     .await;
 
     // status
+    if let Some(fields) = &world.observed.remote_drift {
+        let unresolved: &[String] = if drift_resolved { &[] } else { fields };
+        if drift_resolved && !fields.is_empty() && desired.patched_spec_hash.is_none() {
+            ctx.metrics
+                .remote_drift
+                .get_or_create(&Metrics::kind_action(K::KIND, "reissued"))
+                .inc();
+        }
+        if let Some(note) = status::record_drift(
+            &mut new_status.conditions,
+            unresolved,
+            " (set spec.rotation.onRemoteDrift: Reissue to replace the token)",
+            obj.meta().generation,
+        ) {
+            ctx.metrics
+                .remote_drift
+                .get_or_create(&Metrics::kind_action(K::KIND, "reported"))
+                .inc();
+            notes.push(note);
+        }
+    }
+    // The delivered JWT's next refresh: as just obtained, or as read from the Secret.
+    let jwt_refresh = desired.access_token_refresh_before.and_then(|_| {
+        let current = new_status.current.as_ref()?;
+        ctx.jwt
+            .refresh_at(&current.id)
+            .or(match world.observed.access_token {
+                JwtState::RefreshAt(at) => Some(at),
+                _ => None,
+            })
+    });
     let requeue = status::finish(
         obj,
         ctx,
@@ -242,6 +311,7 @@ async fn apply<K: TokenResource>(
         &mut new_status,
         now,
         recovered,
+        jwt_refresh,
     );
     Ok(Outcome {
         status: new_status,

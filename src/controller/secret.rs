@@ -18,7 +18,21 @@ pub struct Credential {
     pub id: String,
     pub secret: SecretString,
     pub expires_at: Option<String>,
+    /// The JWT exchanged from an API token (`spec.secret.accessToken`).
+    pub access_token: Option<AccessJwt>,
 }
+
+/// A bearer JWT as the Secret carries it.
+#[derive(Clone, Debug)]
+pub struct AccessJwt {
+    pub token: SecretString,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+/// Secret keys of the delivered JWT.
+pub const ACCESS_TOKEN_KEY: &str = "accessToken";
+pub const ACCESS_TOKEN_EXPIRES_KEY: &str = "accessTokenExpiresAt";
 
 /// Everything the template may use besides the credential itself.
 pub struct SecretContext<'a> {
@@ -57,10 +71,18 @@ pub fn read_credential(secret: &Secret, layout: SecretLayout) -> Option<Credenti
             .and_then(|v| String::from_utf8(v.0.clone()).ok())
             .filter(|s| !s.is_empty())
     };
+    let access_token = match (text(ACCESS_TOKEN_KEY), text(ACCESS_TOKEN_EXPIRES_KEY)) {
+        (Some(token), Some(expires_at)) => Some(AccessJwt {
+            token: SecretString::from(token),
+            expires_at,
+        }),
+        _ => None,
+    };
     Some(Credential {
         id: text("tokenId")?,
         secret: SecretString::from(text(credential_key(layout))?),
         expires_at: text("expiresAt"),
+        access_token,
     })
 }
 
@@ -91,6 +113,15 @@ pub fn desired_secret<K: TokenResource>(
     if let Some(expires) = &cred.expires_at {
         data.insert("expiresAt".into(), expires.clone());
     }
+    if delivers_access_token(obj)
+        && let Some(jwt) = &cred.access_token
+    {
+        data.insert(
+            ACCESS_TOKEN_KEY.into(),
+            jwt.token.expose_secret().to_string(),
+        );
+        data.insert(ACCESS_TOKEN_EXPIRES_KEY.into(), jwt.expires_at.clone());
+    }
     let mut labels = target.labels.clone();
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
     labels.insert(KIND_LABEL.into(), K::KIND.into());
@@ -111,6 +142,17 @@ pub fn desired_secret<K: TokenResource>(
         ),
         ..Secret::default()
     })
+}
+
+/// Whether the Secret carries a JWT exchanged from the API token.
+pub fn delivers_access_token<K: TokenResource>(obj: &K) -> bool {
+    K::LAYOUT == SecretLayout::ClientCredentials
+        && obj
+            .common()
+            .secret
+            .access_token
+            .as_ref()
+            .is_some_and(|a| a.enabled)
 }
 
 /// Whether the live Secret already matches the desired one in everything we manage.

@@ -26,6 +26,7 @@ const REVOCATION_RETRY: Duration = Duration::from_secs(30);
 /// when to look again: the next renewal, the end of a grace period, or the resync. After a
 /// pass that only settled an interrupted issuance, it changes nothing and asks for another
 /// pass at once.
+#[allow(clippy::too_many_arguments)]
 pub fn finish<K: TokenResource>(
     obj: &K,
     ctx: &Context,
@@ -34,6 +35,7 @@ pub fn finish<K: TokenResource>(
     status: &mut TokenStatus,
     now: Timestamp,
     settled_only: bool,
+    jwt_refresh: Option<Timestamp>,
 ) -> Duration {
     if settled_only {
         // A pass that only settled an interrupted issuance: the condition keeps saying why
@@ -59,6 +61,9 @@ pub fn finish<K: TokenResource>(
 
     let until = |t: Timestamp| Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO);
     let mut requeue = status.next_renewal.map_or(ctx.config.resync, until);
+    if let Some(at) = jwt_refresh {
+        requeue = requeue.min(until(at));
+    }
     for pending in &status.pending_revocations {
         let wait = match pending.not_before {
             Some(t) if t > now => until(t).saturating_add(Duration::from_secs(1)),
@@ -71,6 +76,48 @@ pub fn finish<K: TokenResource>(
     let resync = ctx.config.resync.mul_f64(super::context::jitter(0.9, 1.1));
     requeue.min(resync)
 }
+
+/// Sets the RemoteDrift condition from the attributes that differ (`fields`, empty when the
+/// remote token matches). It is added only when there is drift, so tokens that never drift
+/// carry no extra condition (and cost no write). Returns the Warning to publish when drift is
+/// found or its fields change.
+pub fn record_drift(
+    conditions: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    fields: &[String],
+    hint: &str,
+    generation: Option<i64>,
+) -> Option<(EventType, &'static str, String)> {
+    let existing = conditions.iter().find(|c| c.type_ == REMOTE_DRIFT);
+    if fields.is_empty() {
+        if existing.is_some_and(|c| c.status == "True") {
+            conditions::set(
+                conditions,
+                REMOTE_DRIFT,
+                false,
+                "InSync",
+                "the remote token matches the spec",
+                generation,
+            );
+        }
+        return None;
+    }
+    let message = format!(
+        "the remote token was changed outside the operator: {} differ from the spec{hint}",
+        fields.join(", ")
+    );
+    let new = !existing.is_some_and(|c| c.status == "True" && c.message == message);
+    conditions::set(
+        conditions,
+        REMOTE_DRIFT,
+        true,
+        "RemoteDrift",
+        &message,
+        generation,
+    );
+    new.then_some((EventType::Warning, "RemoteDrift", message))
+}
+
+pub const REMOTE_DRIFT: &str = "RemoteDrift";
 
 fn record_metrics<K: TokenResource>(obj: &K, ctx: &Context, env: &Resolved, status: &TokenStatus) {
     let managed = status.current.as_ref().map(|_| ManagedLabels {
@@ -106,7 +153,7 @@ pub fn forget_metrics<K: TokenResource>(obj: &K, ctx: &Context) {
     ctx.metrics.pending_revocations.remove(&labels);
 }
 
-fn token_labels<K: TokenResource>(obj: &K) -> TokenLabels {
+pub fn token_labels<K: TokenResource>(obj: &K) -> TokenLabels {
     TokenLabels {
         kind: K::KIND.into(),
         namespace: obj.namespace().unwrap_or_default(),

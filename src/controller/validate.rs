@@ -9,15 +9,16 @@ use secrecy::SecretString;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::access_token;
 use super::kinds::{SecretLayout, TokenResource};
 use super::plan::{Desired, RenewBefore, whole_minutes};
 use super::secret::{self, Credential, SecretContext};
 use super::{Error, template};
-use crate::api::ROTATE_ANNOTATION;
 use crate::api::limits::{
     self, MAX_ANNOTATION_VALUE, MAX_DESCRIPTION_LEN, MAX_ENTRIES, MAX_GRACE_PERIOD, MAX_ID_LEN,
     MAX_IDS, MAX_LIFETIME, MAX_METADATA_JSON, MIN_LIFETIME,
 };
+use crate::api::{ManagementPolicy, ROTATE_ANNOTATION};
 
 /// What the spec asks for, or why it cannot be served.
 pub fn desired_state<K: TokenResource>(
@@ -85,6 +86,8 @@ pub fn desired_state<K: TokenResource>(
     }
     obj.check_kind_fields().map_err(Error::InvalidSpec)?;
     check_secret_target(obj)?;
+    check_takeover(obj)?;
+    let access_token_refresh_before = access_token_refresh_before(obj)?;
 
     let expires_in_minutes = lifetime.map(whole_minutes);
     let issue_fields = json!({
@@ -101,8 +104,87 @@ pub fn desired_state<K: TokenResource>(
             .patch_request(common.description.clone().unwrap_or_default())
             .map(|p| digest(&serde_json::to_value(p).unwrap_or_default())),
         rotation_request: obj.annotations().get(ROTATE_ANNOTATION).cloned(),
+        access_token_refresh_before,
+        on_remote_drift: common
+            .rotation
+            .as_ref()
+            .map(|r| r.on_remote_drift)
+            .unwrap_or_default(),
+        import: common.import.is_some() && common.management_policy == ManagementPolicy::Manage,
     })
 }
+
+/// `managementPolicy: Observe` needs the token to watch; `import` needs a readable reference.
+fn check_takeover<K: TokenResource>(obj: &K) -> Result<(), Error> {
+    let common = obj.common();
+    match (common.management_policy, &common.token_id, &common.import) {
+        (ManagementPolicy::Observe, None, _) => {
+            return Err(Error::InvalidSpec(
+                "managementPolicy Observe needs spec.tokenId".into(),
+            ));
+        }
+        (ManagementPolicy::Observe, _, Some(_)) => {
+            return Err(Error::InvalidSpec(
+                "managementPolicy Observe takes no spec.import".into(),
+            ));
+        }
+        (ManagementPolicy::Manage, Some(_), _) => {
+            return Err(Error::InvalidSpec(
+                "spec.tokenId is for managementPolicy Observe; to take over a token, use spec.import"
+                    .into(),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(id) = &common.token_id {
+        check_id("tokenId", id)?;
+    }
+    if let Some(import) = &common.import {
+        check_id("import.tokenId", &import.token_id)?;
+        if [&import.secret_ref.name, &import.secret_ref.key]
+            .iter()
+            .any(|v| v.is_empty() || v.len() > 253)
+        {
+            return Err(Error::InvalidSpec(
+                "import.secretRef needs a name and a key of 1 to 253 characters".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `spec.secret.accessToken`: API tokens only; `refreshBefore` defaults to 10m.
+fn access_token_refresh_before<K: TokenResource>(obj: &K) -> Result<Option<Duration>, Error> {
+    let Some(delivery) = obj
+        .common()
+        .secret
+        .access_token
+        .as_ref()
+        .filter(|a| a.enabled)
+    else {
+        return Ok(None);
+    };
+    if K::LAYOUT != SecretLayout::ClientCredentials {
+        return Err(Error::InvalidSpec(
+            "secret.accessToken applies to API tokens only (UserApiToken, TenantApiToken)".into(),
+        ));
+    }
+    match delivery.refresh_before.as_deref() {
+        None => Ok(Some(access_token::DEFAULT_REFRESH_BEFORE)),
+        Some(v) => limits::parse_duration(v)
+            .ok()
+            .filter(|d| *d <= MAX_JWT_REFRESH_BEFORE)
+            .map(Some)
+            .ok_or_else(|| {
+                Error::InvalidSpec(
+                    "secret.accessToken.refreshBefore must be a duration of at most 24h".into(),
+                )
+            }),
+    }
+}
+
+/// A JWT from the exchange lives at most a day; refreshing more than that ahead is meaningless.
+const MAX_JWT_REFRESH_BEFORE: Duration = Duration::from_secs(24 * 3600);
 
 /// Most workloads one token restarts.
 const MAX_RESTART_TARGETS: usize = 16;
@@ -256,6 +338,11 @@ fn probe_credential() -> Credential {
         id: "00000000-0000-0000-0000-000000000000".into(),
         secret: SecretString::from("x".repeat(64)),
         expires_at: Some("2000-01-01T00:00:00Z".into()),
+        // A JWT of typical size, for the Secrets that deliver one.
+        access_token: Some(secret::AccessJwt {
+            token: SecretString::from("x".repeat(1024)),
+            expires_at: "2000-01-01T00:00:00Z".into(),
+        }),
     }
 }
 

@@ -156,6 +156,19 @@ struct ApiTokenAuthResponse {
     expires: String,
 }
 
+/// Longest JWT or refresh token accepted from an API-token exchange.
+const MAX_JWT_LEN: usize = 16 * 1024;
+
+/// A JWT from an API-token exchange or refresh. Both tokens stay wrapped (`SecretString`'s
+/// `Debug` prints nothing of them).
+#[derive(Debug)]
+pub struct ApiTokenGrant {
+    pub access_token: SecretString,
+    pub refresh_token: SecretString,
+    /// `expiresIn`, clamped to 2 s – 24 h.
+    pub lifetime: Duration,
+}
+
 /// A bearer from an authentication, with how long to trust it.
 struct Authenticated {
     token: SecretString,
@@ -387,29 +400,66 @@ impl IdentityClient {
     }
 
     /// Exchanges an API token's client credentials for a JWT at
-    /// `POST /identity/resources/auth/v2/api-token`, which proves the token works. The JWT
-    /// and refresh token are dropped at once: the check is all that is wanted.
-    pub async fn verify_api_token(
+    /// `POST /identity/resources/auth/v2/api-token`, which also proves the token works.
+    pub async fn exchange_api_token(
         &self,
         client_id: &str,
         secret: &SecretString,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<ApiTokenGrant, IdentityError> {
         let url = format!("{}/identity/resources/auth/v2/api-token", self.env.base_url);
         let body = VendorAuthRequest {
             client_id,
             secret: secret.expose_secret(),
         };
-        // Each exchange opens a refresh token (Frontegg keeps 100 per API token): never
-        // repeated in place unless it never left this process.
+        self.grant("POST api-token-auth", &url, &body).await
+    }
+
+    /// A new JWT from the refresh token of an earlier grant, at
+    /// `POST /identity/resources/auth/v2/api-token/token/refresh`. The refresh token is used up.
+    pub async fn refresh_api_token(
+        &self,
+        refresh: &SecretString,
+    ) -> Result<ApiTokenGrant, IdentityError> {
+        let url = format!(
+            "{}/identity/resources/auth/v2/api-token/token/refresh",
+            self.env.base_url
+        );
+        let body = serde_json::json!({ "refreshToken": refresh.expose_secret() });
+        self.grant("POST api-token-refresh", &url, &body).await
+    }
+
+    async fn grant<B: Serialize>(
+        &self,
+        endpoint: &'static str,
+        url: &str,
+        body: &B,
+    ) -> Result<ApiTokenGrant, IdentityError> {
+        // Each exchange or refresh opens a refresh token (Frontegg keeps 100 per API token):
+        // never repeated in place unless it never left this process.
         let answer = self
-            .with_retries("POST api-token-auth", false, false, || async {
-                let req = self.http.post(&url).json(&body);
-                self.send_once("POST api-token-auth", req)
-                    .await
-                    .map_err(Retry::Fail)
+            .with_retries(endpoint, false, false, || async {
+                let req = self.http.post(url).json(body);
+                self.send_once(endpoint, req).await.map_err(Retry::Fail)
             })
             .await?;
-        decode_answer::<ApiTokenAuthResponse>(&answer).map(|_| ())
+        let resp: ApiTokenAuthResponse = decode_answer(&answer)?;
+        // The JWT goes into a Secret that workloads send as a header: a hostile server must
+        // not be able to put megabytes or control characters there.
+        let jwt = resp.access_token.expose_secret();
+        if jwt.is_empty()
+            || jwt.len() > MAX_JWT_LEN
+            || !jwt.bytes().all(|b| b.is_ascii_graphic())
+            || resp.refresh_token.expose_secret().len() > MAX_JWT_LEN
+        {
+            return Err(IdentityError::Decode(
+                "the access token is empty, too long or not printable ASCII".into(),
+            ));
+        }
+        Ok(ApiTokenGrant {
+            lifetime: token_lifetime(resp.expires_in)?,
+            access_token: resp.access_token,
+            refresh_token: resp.refresh_token,
+        })
     }
 
     pub async fn create<E: TokenEndpoint>(

@@ -7,8 +7,8 @@ mod endpoints;
 mod error;
 
 pub use client::{
-    AuthMode, ClientOptions, EnvironmentConfig, IdentityClient, RequestObserver, TokenOwner,
-    UserIdentity,
+    ApiTokenGrant, AuthMode, ClientOptions, EnvironmentConfig, IdentityClient, RequestObserver,
+    TokenOwner, UserIdentity,
 };
 pub use endpoints::*;
 pub use error::IdentityError;

@@ -358,6 +358,51 @@ impl Fake {
             .unwrap_or(0)
     }
 
+    /// A portal edit of a remote token (description, metadata, roleIds, permissionIds).
+    pub async fn edit_token(&self, id: &str, edit: Value) {
+        let r = self
+            .http
+            .patch(format!("{}/_admin/tokens/{id}", self.url))
+            .json(&edit)
+            .send()
+            .await
+            .expect("edit token");
+        assert!(r.status().is_success(), "edit token: {}", r.status());
+    }
+
+    /// Creates a token through the public API, as the portal or Terraform would: returns the
+    /// create response (`clientId` or `id`, `secret`).
+    pub async fn create_remote(
+        &self,
+        path: &str,
+        tenant: &str,
+        user: Option<&str>,
+        body: Value,
+    ) -> Value {
+        let auth: Value = self
+            .http
+            .post(format!("{}/auth/vendor", self.url))
+            .json(&json!({ "clientId": self.client_id, "secret": self.secret }))
+            .send()
+            .await
+            .expect("vendor auth")
+            .json()
+            .await
+            .expect("vendor auth json");
+        let mut req = self
+            .http
+            .post(format!("{}/identity{path}", self.url))
+            .bearer_auth(auth["token"].as_str().expect("vendor token"))
+            .header("frontegg-tenant-id", tenant)
+            .json(&body);
+        if let Some(user) = user {
+            req = req.header("frontegg-user-id", user);
+        }
+        let r = req.send().await.expect("create remote");
+        assert_eq!(r.status().as_u16(), 201, "create remote token");
+        r.json().await.expect("create json")
+    }
+
     pub async fn revoke_vendor_tokens(&self) {
         self.http
             .post(format!("{}/_admin/revoke-vendor-tokens", self.url))
@@ -484,6 +529,8 @@ pub struct Options {
     pub allowed_tenants: Vec<String>,
     pub extra_namespaces: Vec<String>,
     pub resync: &'static str,
+    /// Extra flags for the fake (e.g. a short JWT lifetime).
+    pub fake_args: Vec<&'static str>,
 }
 
 impl Default for Options {
@@ -492,6 +539,7 @@ impl Default for Options {
             allowed_tenants: vec!["*".into()],
             extra_namespaces: vec![],
             resync: "3s",
+            fake_args: vec![],
         }
     }
 }
@@ -513,7 +561,7 @@ impl TestEnv {
         for n in std::iter::once(&ns).chain(&opts.extra_namespaces) {
             create_namespace(&client, n).await;
         }
-        let fake = Fake::start(&[]).await;
+        let fake = Fake::start(&opts.fake_args).await;
         apply_yaml(&client, &format!(
             r#"{{"apiVersion":"v1","kind":"Secret","metadata":{{"name":"frontegg-credentials","namespace":"{ns}",
                "labels":{{"tokens.frontegg-operator.io/credentials":"true"}}}},
@@ -651,6 +699,27 @@ impl TestEnv {
             },
         )
         .await
+    }
+
+    /// Waits for an Event with `reason` about `object` in this test's namespace.
+    pub async fn assert_event(&self, object: &str, reason: &str) {
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        wait_for(
+            Duration::from_secs(30),
+            &format!("Event {reason} for {object}"),
+            || async {
+                let list = events.list(&Default::default()).await.ok()?;
+                list.items
+                    .iter()
+                    .any(|e| {
+                        e.involved_object.name.as_deref() == Some(object)
+                            && e.reason.as_deref() == Some(reason)
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
     }
 
     /// Waits for this test's ClusterFronteggEnvironment to report Ready=`status` (and `reason`).

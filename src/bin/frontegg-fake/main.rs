@@ -8,7 +8,8 @@
 //! Admin API (not part of Frontegg): `GET /_admin/stats`, `GET /_admin/calls`,
 //! `GET /_admin/tokens`, `GET /_admin/issued-secrets`, `PUT /_admin/faults`, `POST /_admin/revoke-vendor-tokens`,
 //! `POST /_admin/revoke-refresh-tokens`, `GET /_admin/refresh-tokens/{id}`,
-//! `DELETE /_admin/tokens/{id}`, `POST /_admin/reset-stats`.
+//! `DELETE /_admin/tokens/{id}`, `PATCH /_admin/tokens/{id}` (a portal edit),
+//! `POST /_admin/reset-stats`.
 
 #![cfg_attr(
     not(test),
@@ -205,7 +206,10 @@ fn router(app: App) -> Router {
         )
         .route("/_admin/tokens", get(admin_tokens))
         .route("/_admin/issued-secrets", get(admin_issued_secrets))
-        .route("/_admin/tokens/{id}", delete(admin_delete_token));
+        .route(
+            "/_admin/tokens/{id}",
+            delete(admin_delete_token).patch(admin_edit_token),
+        );
     frontegg.merge(admin).with_state(app)
 }
 
@@ -711,6 +715,41 @@ async fn admin_delete_token(State(app): State<App>, Path(id): Path<String>) -> S
     } else {
         StatusCode::NOT_FOUND
     }
+}
+
+/// An edit made in the portal, outside the public API: any of description, metadata,
+/// roleIds and permissionIds, on any kind.
+async fn admin_edit_token(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Json(edit): Json<Value>,
+) -> StatusCode {
+    let Ok(mut store) = app.store.lock() else {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    };
+    let Some(token) = store.tokens.get_mut(&id) else {
+        return StatusCode::NOT_FOUND;
+    };
+    let strings = |v: &Value| {
+        v.as_array().map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+    };
+    if let Some(d) = edit.get("description") {
+        token.description = d.as_str().map(str::to_string);
+    }
+    if let Some(m) = edit.get("metadata") {
+        token.metadata = m.as_object().cloned();
+    }
+    if let Some(r) = edit.get("roleIds") {
+        token.role_ids = strings(r);
+    }
+    if let Some(p) = edit.get("permissionIds") {
+        token.permission_ids = strings(p);
+    }
+    StatusCode::NO_CONTENT
 }
 
 async fn admin_issued_secrets(State(app): State<App>) -> Response {

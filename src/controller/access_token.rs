@@ -1,0 +1,233 @@
+//! JWT delivery (`spec.secret.accessToken`): the API token's client credentials exchanged for
+//! a bearer JWT that workloads mount, kept fresh ahead of its expiry.
+//!
+//! Each exchange opens a refresh token, and Frontegg keeps only 100 per API token, dropping
+//! the oldest. So the next JWT comes from the last refresh token (held here, in memory, never
+//! written anywhere), and a fresh exchange happens only at the first delivery, after a restart,
+//! or when the refresh token is refused.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::secret::AccessJwt;
+use crate::identity::{ApiTokenGrant, IdentityClient, IdentityError, SecretString};
+use crate::metrics::Metrics;
+
+/// Default `refreshBefore`.
+pub const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(600);
+
+/// The delivered JWT, as the plan sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JwtState {
+    /// The spec does not ask for one.
+    NotWanted,
+    /// Wanted, but the Secret has none (or an unreadable expiry).
+    Missing,
+    /// The Secret's JWT is good until this refresh time.
+    RefreshAt(Timestamp),
+}
+
+/// When to replace a JWT: `refresh_before` ahead of its expiry, but never in the first half of
+/// its life, so that a JWT shorter than `refreshBefore` is not refreshed on every pass.
+pub fn refresh_time(
+    obtained: Timestamp,
+    expires: Timestamp,
+    refresh_before: Duration,
+) -> Timestamp {
+    let lifetime = Duration::try_from(expires.duration_since(obtained)).unwrap_or(Duration::ZERO);
+    let before = refresh_before.min(lifetime.checked_div(2).unwrap_or_default());
+    expires.checked_sub(before).unwrap_or(expires)
+}
+
+struct Session {
+    refresh: SecretString,
+    expires_at: Timestamp,
+    refresh_at: Timestamp,
+}
+
+/// The refresh token of each API token's last JWT, by token id. Bounded by the number of
+/// managed API tokens that deliver a JWT; revoked tokens are forgotten.
+#[derive(Default)]
+pub struct JwtSessions {
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl JwtSessions {
+    /// The state of a JWT read from the Secret: its refresh time is the one computed when it
+    /// was obtained, or, after a restart, `refresh_before` ahead of its expiry.
+    pub fn state(
+        &self,
+        token_id: &str,
+        jwt: Option<&AccessJwt>,
+        refresh_before: Duration,
+    ) -> JwtState {
+        let Some(expires) = jwt.and_then(|j| j.expires_at.parse::<Timestamp>().ok()) else {
+            return JwtState::Missing;
+        };
+        let known = self.sessions.lock().ok().and_then(|s| {
+            s.get(token_id)
+                .filter(|s| s.expires_at == expires)
+                .map(|s| s.refresh_at)
+        });
+        JwtState::RefreshAt(
+            known.unwrap_or_else(|| expires.checked_sub(refresh_before).unwrap_or(expires)),
+        )
+    }
+
+    /// When the JWT of `token_id` obtained by this process is due.
+    pub fn refresh_at(&self, token_id: &str) -> Option<Timestamp> {
+        self.sessions
+            .lock()
+            .ok()
+            .and_then(|s| s.get(token_id).map(|s| s.refresh_at))
+    }
+
+    pub fn forget(&self, token_id: &str) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.remove(token_id);
+        }
+    }
+
+    /// A fresh JWT for API token `token_id`: from the last refresh token when there is one,
+    /// else (or when it is refused) by exchanging the client credentials.
+    pub async fn obtain(
+        &self,
+        client: &IdentityClient,
+        metrics: &Metrics,
+        kind: &str,
+        token_id: &str,
+        secret: &SecretString,
+        refresh_before: Duration,
+    ) -> Result<AccessJwt, IdentityError> {
+        let refresh = self
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|mut s| s.remove(token_id))
+            .map(|s| s.refresh);
+        let mut grant = None;
+        if let Some(refresh) = refresh {
+            match client.refresh_api_token(&refresh).await {
+                Ok(g) => grant = Some((g, "refresh")),
+                // Dropped (100 newer exchanges) or revoked: exchange again.
+                Err(IdentityError::Unauthorized | IdentityError::Invalid { .. }) => {
+                    tracing::debug!(token = token_id, "refresh token refused; exchanging again");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let (grant, action) = match grant {
+            Some(g) => g,
+            None => (
+                client.exchange_api_token(token_id, secret).await?,
+                "exchange",
+            ),
+        };
+        metrics
+            .access_token_refreshes
+            .get_or_create(&Metrics::kind_action(kind, action))
+            .inc();
+        Ok(self.keep(token_id, grant, refresh_before))
+    }
+
+    /// Records a grant (from `obtain`, or the exchange that verified a new token).
+    pub fn keep(
+        &self,
+        token_id: &str,
+        grant: ApiTokenGrant,
+        refresh_before: Duration,
+    ) -> AccessJwt {
+        let now = Timestamp::now();
+        // Whole seconds, rounded down: the Secret shows a plain RFC 3339 time, never later
+        // than the real expiry.
+        let expires_at = now
+            .checked_add(grant.lifetime)
+            .ok()
+            .and_then(|t| Timestamp::from_second(t.as_second()).ok())
+            .unwrap_or(now);
+        let refresh_at = refresh_time(now, expires_at, refresh_before);
+        if let Ok(mut s) = self.sessions.lock() {
+            s.insert(
+                token_id.to_string(),
+                Session {
+                    refresh: grant.refresh_token,
+                    expires_at,
+                    refresh_at,
+                },
+            );
+        }
+        AccessJwt {
+            token: grant.access_token,
+            expires_at: expires_at.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn refresh_before_expiry_but_not_in_the_first_half_of_life() {
+        let t0 = at("2026-01-01T00:00:00Z");
+        let one_hour = at("2026-01-01T01:00:00Z");
+        assert_eq!(
+            refresh_time(t0, one_hour, DEFAULT_REFRESH_BEFORE),
+            at("2026-01-01T00:50:00Z")
+        );
+        // A JWT shorter than refreshBefore is refreshed at half its life, not at once.
+        let five_minutes = at("2026-01-01T00:05:00Z");
+        assert_eq!(
+            refresh_time(t0, five_minutes, DEFAULT_REFRESH_BEFORE),
+            at("2026-01-01T00:02:30Z")
+        );
+        // An expiry in the past is due at once.
+        assert_eq!(refresh_time(one_hour, t0, DEFAULT_REFRESH_BEFORE), t0);
+    }
+
+    #[test]
+    fn state_comes_from_the_session_or_the_secret() {
+        let sessions = JwtSessions::default();
+        let before = Duration::from_secs(600);
+        assert_eq!(sessions.state("id", None, before), JwtState::Missing);
+        let jwt = |expires: &str| AccessJwt {
+            token: SecretString::from("h.p.s"),
+            expires_at: expires.into(),
+        };
+        assert_eq!(
+            sessions.state("id", Some(&jwt("not a time")), before),
+            JwtState::Missing
+        );
+        assert_eq!(
+            sessions.state("id", Some(&jwt("2026-01-01T01:00:00Z")), before),
+            JwtState::RefreshAt(at("2026-01-01T00:50:00Z"))
+        );
+        let kept = sessions.keep(
+            "id",
+            ApiTokenGrant {
+                access_token: SecretString::from("h.p.s"),
+                refresh_token: SecretString::from("r"),
+                lifetime: Duration::from_secs(60),
+            },
+            before,
+        );
+        // A 60 s JWT obtained here is due half-way (its expiry is rounded down to the
+        // second), whatever refreshBefore says.
+        let JwtState::RefreshAt(due) = sessions.state("id", Some(&kept), before) else {
+            panic!("a kept JWT has a refresh time");
+        };
+        let expires: Timestamp = kept.expires_at.parse().unwrap();
+        let ahead = expires.duration_since(due).as_secs_f64();
+        assert!((29.0..=30.0).contains(&ahead), "{ahead}");
+        assert_eq!(sessions.refresh_at("id"), Some(due));
+        sessions.forget("id");
+        assert_eq!(sessions.refresh_at("id"), None);
+    }
+}
