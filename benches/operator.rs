@@ -61,6 +61,13 @@ struct Args {
     /// The operator's --concurrency (reconciles per kind at once).
     #[arg(long, default_value_t = 4)]
     concurrency: u16,
+    /// API tokens with `spec.secret.accessToken`, created after the rest, whose JWT refreshes
+    /// are measured over 3 JWT lifetimes (0: none).
+    #[arg(long, default_value_t = 0)]
+    jwt_tokens: usize,
+    /// The fake's JWT lifetime for that measurement; the tokens refresh a third of it early.
+    #[arg(long, default_value_t = 60)]
+    jwt_lifetime_secs: u64,
     /// ConfigMaps created to measure the apiserver's raw create rate.
     #[arg(long, default_value_t = 2000)]
     ceiling_objects: usize,
@@ -115,7 +122,7 @@ struct Fake {
 }
 
 impl Fake {
-    async fn start(remote_qps: u32) -> Fake {
+    async fn start(remote_qps: u32, jwt_lifetime_secs: u64) -> Fake {
         let port = free_port();
         let faults = json!({"qpsLimit": remote_qps}).to_string();
         let child = Command::new(release_bin("frontegg-fake"))
@@ -124,6 +131,8 @@ impl Fake {
                 &format!("127.0.0.1:{port}"),
                 "--client-id",
                 "bench",
+                "--user-jwt-lifetime-secs",
+                &jwt_lifetime_secs.to_string(),
             ])
             .args(["--secret", "bench-vendor-secret", "--faults", &faults])
             .stdout(Stdio::null())
@@ -157,6 +166,12 @@ impl Fake {
     async fn reset(&self) {
         let url = format!("{}/_admin/reset-stats", self.url);
         self.http.post(url).send().await.expect("reset stats");
+    }
+
+    /// Calls of one "METHOD /route" since the last reset.
+    async fn route(&self, route: &str) -> u64 {
+        let s = self.stats().await.expect("stats");
+        s["calls"][route].as_u64().unwrap_or(0)
     }
 
     /// (identity calls, creates, 429s) since the last reset.
@@ -612,6 +627,80 @@ async fn all_ready(client: kube::Client, want: usize, timeout: Duration) -> Dura
     t.elapsed()
 }
 
+/// JWT delivery: API tokens with `spec.secret.accessToken`, then 3 JWT lifetimes of refreshes.
+/// Each token should cost one identity call and one Secret write per refresh interval (the
+/// JWT lifetime less `refreshBefore`), and a fresh exchange only for its first JWT.
+async fn jwt_refreshes(
+    admin: &kube::Client,
+    fake: &Fake,
+    op: &Operator,
+    audit: &Audit,
+    args: &Args,
+) -> Value {
+    let n = args.jwt_tokens;
+    let lifetime = args.jwt_lifetime_secs;
+    let refresh_before = lifetime / 3;
+    create_concurrently(n, |i| {
+        let client = admin.clone();
+        async move {
+            let ns = format!("bench-{}", i % NAMESPACES);
+            let (kind, plural) = if i % 2 == 0 { KINDS[0] } else { KINDS[2] };
+            let mut spec = json!({"tenantId": format!("t-{}", i % NAMESPACES), "expiresIn": "720h",
+                "secret": {"accessToken": {"enabled": true, "refreshBefore": format!("{refresh_before}s")}}});
+            if i % 2 == 0 {
+                spec["userId"] = json!(format!("u-{}", i % 20));
+            } else {
+                spec["roleIds"] = json!(["role-bench"]);
+            }
+            let obj: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "tokens.frontegg-operator.io/v1alpha1", "kind": kind,
+                "metadata": {"name": format!("jwt-{i}"), "namespace": ns}, "spec": spec}))
+            .expect("object");
+            api(&client, &ns, kind, plural)
+                .create(&PostParams::default(), &obj)
+                .await
+                .expect("create token");
+        }
+    })
+    .await;
+    all_ready(
+        admin.clone(),
+        args.tokens + args.trickle + n,
+        Duration::from_secs(600),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mark = audit.len();
+    fake.reset().await;
+    let (_, cpu_before) = op.usage();
+    let window = Duration::from_secs(3 * lifetime);
+    tokio::time::sleep(window).await;
+    let requests = audit.since(mark);
+    let (writes_k8s, events) = writes(&requests);
+    let refreshes = fake
+        .route("POST /identity/resources/auth/v2/api-token/token/refresh")
+        .await;
+    let exchanges = fake
+        .route("POST /identity/resources/auth/v2/api-token")
+        .await;
+    let (identity, creates, throttled) = fake.counts().await;
+    let (_, cpu) = op.usage();
+    // A JWT obtained at t is refreshed at t + lifetime - refreshBefore.
+    let interval = (lifetime - refresh_before) as f64;
+    let intervals = n as f64 * window.as_secs_f64() / interval;
+    json!({
+        "tokens": n, "jwtLifetimeSecs": lifetime, "refreshBeforeSecs": refresh_before,
+        "windowSecs": window.as_secs_f64(), "refreshIntervalSecs": interval,
+        "refreshCalls": refreshes, "exchangeCalls": exchanges, "identityCalls": identity,
+        "identityCreates": creates, "remote429s": throttled,
+        "callsPerTokenPerInterval": (refreshes + exchanges) as f64 / intervals,
+        "writes": writes_k8s, "events": events,
+        "writesPerRefresh": writes_k8s as f64 / (refreshes + exchanges).max(1) as f64,
+        "cpuSecs": cpu - cpu_before,
+        "requests": requests,
+    })
+}
+
 /// CR create → Secret present, for `count` tokens created at 10/s: sorted milliseconds.
 async fn trickle_latency(client: &kube::Client, count: usize) -> Vec<f64> {
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -670,14 +759,14 @@ async fn main() {
     let audit = Audit {
         path: env_path("FTO_BENCH_AUDIT_LOG"),
     };
-    let fake = Fake::start(args.remote_qps).await;
+    let fake = Fake::start(args.remote_qps, args.jwt_lifetime_secs).await;
     setup(&admin, &fake, args.remote_qps).await;
     let mut out = json!({"tokens": args.tokens, "foreignSecrets": args.foreign_secrets,
         "remoteQps": args.remote_qps, "concurrency": args.concurrency});
     if args.foreign_secrets > 0 {
         foreign_secrets(&admin, args.foreign_secrets).await;
     }
-    if args.remote_qps == 0 {
+    if args.remote_qps == 0 && args.tokens > 0 {
         out["ceilingCreatesPerSec"] = json!(ceiling(&admin, args.ceiling_objects).await);
     }
 
@@ -750,6 +839,10 @@ async fn main() {
 
     let (hwm, _) = op.usage();
     out["vmHwmKiB"] = json!(hwm);
+
+    if args.jwt_tokens > 0 {
+        out["jwt"] = jwt_refreshes(&admin, &fake, &op, &audit, &args).await;
+    }
 
     // The restart, and then the steady state on the restarted process with a short resync:
     // issuance ran with the default resync, since a short one makes thousands of Ready

@@ -179,6 +179,28 @@ def report(data):
         out.append(f"| tokens/s | {fmt(med(remote, 'issuance', 'tokensPerSec'))} |")
         out.append(f"| 429s from the remote | {fmt(med(remote, 'issuance', 'remote429s'), 0)} |")
         out.append(f"| identity creates per token | {fmt(med(remote, 'issuance', 'identityCreatesPerToken'), 3)} |")
+    jwt = data.get("jwt")
+    if jwt:
+        j = jwt[0]["jwt"]
+        out.append("")
+        out.append("### JWT delivery")
+        out.append("")
+        out.append(
+            f"{j['tokens']:,} API tokens (UserApiToken and TenantApiToken) with `secret.accessToken`; the\n"
+            f"fake's JWTs live {j['jwtLifetimeSecs']} s and are refreshed {j['refreshBeforeSecs']} s early, so once every\n"
+            f"{j['refreshIntervalSecs']:.0f} s. Measured over {j['windowSecs']:.0f} s (3 JWT lifetimes) once all are Ready."
+        )
+        out.append("")
+        out.append("| measure | value |")
+        out.append("|---|---|")
+        out.append(f"| identity calls per token per refresh interval (goal 1) | {fmt(med(jwt, 'jwt', 'callsPerTokenPerInterval'), 3)} |")
+        out.append(f"| refreshes (from the refresh token) | {fmt(med(jwt, 'jwt', 'refreshCalls'), 0)} |")
+        out.append(f"| fresh exchanges (goal 0 after the first JWT) | {fmt(med(jwt, 'jwt', 'exchangeCalls'), 0)} |")
+        out.append(f"| Kubernetes writes per refresh (the Secret; goal 1) | {fmt(med(jwt, 'jwt', 'writesPerRefresh'), 3)} |")
+        out.append(f"| Events | {fmt(med(jwt, 'jwt', 'events'), 0)} |")
+        out.append(f"| identity creates | {fmt(med(jwt, 'jwt', 'identityCreates'), 0)} |")
+        out.append(f"| 429s from the remote | {fmt(med(jwt, 'jwt', 'remote429s'), 0)} |")
+        out.append(f"| operator CPU seconds in the window | {fmt(med(jwt, 'jwt', 'cpuSecs'), 2)} |")
     return "\n".join(out)
 
 
