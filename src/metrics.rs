@@ -88,6 +88,7 @@ pub struct Metrics {
     pub access_token_refreshes: Family<KindActionLabels, Counter>,
     pub remote_drift: Family<KindActionLabels, Counter>,
     pub imported: Family<KindLabels, Counter>,
+    pub observed_exists: Family<TokenLabels, Gauge>,
     registry: Registry,
 }
 
@@ -115,6 +116,7 @@ impl Metrics {
             access_token_refreshes: Family::default(),
             remote_drift: Family::default(),
             imported: Family::default(),
+            observed_exists: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -213,6 +215,11 @@ impl Metrics {
             "Existing remote tokens taken over with spec.import",
             m.imported.clone(),
         );
+        registry.register(
+            "observed_token_exists",
+            "1 while a token watched with managementPolicy Observe exists in Frontegg, 0 while it does not",
+            m.observed_exists.clone(),
+        );
         // Per-kind counters start at 0: an alert on increase() sees the first failure only
         // against a series that already existed, and a scrape shows every name from the start.
         for kind in [
@@ -232,6 +239,14 @@ impl Metrics {
                 &m.imported,
             ] {
                 drop(family.get_or_create(&kind));
+            }
+            for (family, actions) in [
+                (&m.remote_drift, &["repaired", "reported", "reissued"][..]),
+                (&m.access_token_refreshes, &["refresh", "exchange"][..]),
+            ] {
+                for action in actions {
+                    drop(family.get_or_create(&Metrics::kind_action(&kind.kind, action)));
+                }
             }
         }
         Metrics { registry, ..m }

@@ -788,8 +788,21 @@ async fn rotation_keeps_the_old_token_valid_through_the_grace_period() {
         2,
         "one rotation, one create"
     );
-    let obj = env.wait_ready("userapitokens", "g", "True", None).await;
-    assert!(obj["status"]["pendingRevocations"].is_null());
+    // The revocation is served before the status that records it is written: wait for the
+    // write, not just for Ready (which stayed True throughout).
+    let obj = wait_for(
+        Duration::from_secs(30),
+        "the revocation recorded in status",
+        || async {
+            let obj = env.get("userapitokens", "g").await?;
+            obj["status"]["pendingRevocations"].is_null().then_some(obj)
+        },
+    )
+    .await;
+    assert_eq!(
+        obj["status"]["conditions"][0]["status"], "True",
+        "Ready throughout"
+    );
     assert!(
         obj["status"]["nextRenewal"].is_null(),
         "a token without expiry is never renewed"

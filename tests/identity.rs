@@ -688,6 +688,21 @@ async fn a_user_api_token_manages_its_own_users_tokens_and_nothing_else() {
 }
 
 #[tokio::test]
+async fn an_exchange_answering_an_oversized_jwt_is_refused() {
+    // The JWT goes into a Secret that workloads send as a header: a server must not be able
+    // to put 64 KiB there.
+    let fake = Fake::start(&[]).await;
+    let (id, secret) = user_api_token(&fake, "svc-big-jwt").await;
+    let c = client(&fake, &fake.secret, fast());
+    fake.set_faults(json!({ "oversizedJwtNext": 1 })).await;
+    let err = c.exchange_api_token(&id, &secret).await.unwrap_err();
+    assert_eq!(err.reason(), "InvalidResponse");
+    assert!(!err.to_string().contains("AAAA"), "the JWT is not echoed");
+    let grant = c.exchange_api_token(&id, &secret).await.unwrap();
+    assert!(grant.access_token.expose_secret().len() < 16 * 1024);
+}
+
+#[tokio::test]
 async fn the_fake_keeps_at_most_100_refresh_tokens_per_api_token() {
     let fake = Fake::start(&[]).await;
     let (id, secret) = user_api_token(&fake, "svc-1").await;

@@ -447,6 +447,16 @@ async fn alerts_and_dashboard_use_metrics_the_operator_exposes() {
         .as_str()
         .expect("id")
         .to_string();
+    // An observed token that does not exist: the missing-token alert's series.
+    env.apply(&json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserAccessToken","metadata":{"name":"watched"},
+                      "spec":{"tenantId":"t","userId":"u","managementPolicy":"Observe","tokenId":"gone"}}).to_string()).await;
+    env.wait_ready(
+        "useraccesstokens",
+        "watched",
+        "False",
+        Some("RemoteMissing"),
+    )
+    .await;
     // A rotation whose revocation Frontegg refuses: the alert on failing revocations must
     // have a series to fire on.
     env.fake
@@ -487,6 +497,11 @@ async fn alerts_and_dashboard_use_metrics_the_operator_exposes() {
         env.env_name
     );
     assert_eq!(metric(&text, &environment), Some(1.0), "{text}");
+    let observed = format!(
+        "{p}observed_token_exists{{kind=\"UserAccessToken\",namespace=\"{}\",name=\"watched\"}}",
+        env.ns
+    );
+    assert_eq!(metric(&text, &observed), Some(0.0), "{text}");
     for series in [
         "token_next_renewal_timestamp_seconds",
         "token_expiry_timestamp_seconds",

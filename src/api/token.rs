@@ -136,8 +136,10 @@ pub struct ImportSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
+    /// Name of the Secret.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// Key in the Secret's data.
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
 }

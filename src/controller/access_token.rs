@@ -13,7 +13,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::secret::AccessJwt;
-use crate::identity::{ApiTokenGrant, IdentityClient, IdentityError, SecretString};
+use crate::identity::{ApiTokenGrant, ExposeSecret, IdentityClient, IdentityError, SecretString};
 use crate::metrics::Metrics;
 
 /// Default `refreshBefore`.
@@ -30,8 +30,13 @@ pub enum JwtState {
     RefreshAt(Timestamp),
 }
 
+/// The shortest time between two JWTs for one token. A server (or a hostile `baseUrl`) that
+/// hands out JWTs living a second must not turn into a Secret write per second per token.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
 /// When to replace a JWT: `refresh_before` ahead of its expiry, but never in the first half of
-/// its life, so that a JWT shorter than `refreshBefore` is not refreshed on every pass.
+/// its life, so that a JWT shorter than `refreshBefore` is not refreshed on every pass, and
+/// never sooner than `MIN_REFRESH_INTERVAL` after it was obtained.
 pub fn refresh_time(
     obtained: Timestamp,
     expires: Timestamp,
@@ -39,14 +44,29 @@ pub fn refresh_time(
 ) -> Timestamp {
     let lifetime = Duration::try_from(expires.duration_since(obtained)).unwrap_or(Duration::ZERO);
     let before = refresh_before.min(lifetime.checked_div(2).unwrap_or_default());
-    expires.checked_sub(before).unwrap_or(expires)
+    let due = expires.checked_sub(before).unwrap_or(expires);
+    let floor = obtained
+        .checked_add(MIN_REFRESH_INTERVAL)
+        .unwrap_or(obtained);
+    due.max(floor)
 }
 
 struct Session {
     refresh: SecretString,
     expires_at: Timestamp,
     refresh_at: Timestamp,
+    /// SHA-256 of the JWT written, to notice a Secret edited by hand.
+    digest: [u8; 32],
 }
+
+fn digest(jwt: &SecretString) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(jwt.expose_secret().as_bytes()).into()
+}
+
+/// The longest a JWT from the exchange lives (the client clamps `expiresIn` to a day): an
+/// expiry further out was not written by the operator.
+const MAX_JWT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// The refresh token of each API token's last JWT, by token id. Bounded by the number of
 /// managed API tokens that deliver a JWT; revoked tokens are forgotten.
@@ -56,25 +76,41 @@ pub struct JwtSessions {
 }
 
 impl JwtSessions {
-    /// The state of a JWT read from the Secret: its refresh time is the one computed when it
-    /// was obtained, or, after a restart, `refresh_before` ahead of its expiry.
+    /// The state of a JWT read from the Secret, which anyone allowed to edit the Secret may
+    /// have changed. While this process holds the JWT it wrote, anything else is replaced at
+    /// once; after a restart the Secret's expiry is believed only within a JWT's longest life,
+    /// and the refresh comes `refresh_before` ahead of it.
     pub fn state(
         &self,
         token_id: &str,
         jwt: Option<&AccessJwt>,
         refresh_before: Duration,
+        now: Timestamp,
     ) -> JwtState {
-        let Some(expires) = jwt.and_then(|j| j.expires_at.parse::<Timestamp>().ok()) else {
+        let Some((jwt, expires)) =
+            jwt.and_then(|j| Some((j, j.expires_at.parse::<Timestamp>().ok()?)))
+        else {
             return JwtState::Missing;
         };
         let known = self.sessions.lock().ok().and_then(|s| {
-            s.get(token_id)
-                .filter(|s| s.expires_at == expires)
-                .map(|s| s.refresh_at)
+            s.get(token_id).map(|s| {
+                (
+                    s.expires_at == expires && s.digest == digest(&jwt.token),
+                    s.refresh_at,
+                )
+            })
         });
-        JwtState::RefreshAt(
-            known.unwrap_or_else(|| expires.checked_sub(refresh_before).unwrap_or(expires)),
-        )
+        match known {
+            Some((true, refresh_at)) => JwtState::RefreshAt(refresh_at),
+            Some((false, _)) => JwtState::Missing,
+            None if now
+                .checked_add(MAX_JWT_LIFETIME)
+                .is_ok_and(|latest| expires > latest) =>
+            {
+                JwtState::Missing
+            }
+            None => JwtState::RefreshAt(expires.checked_sub(refresh_before).unwrap_or(expires)),
+        }
     }
 
     /// When the JWT of `token_id` obtained by this process is due.
@@ -156,6 +192,7 @@ impl JwtSessions {
                     refresh: grant.refresh_token,
                     expires_at,
                     refresh_at,
+                    digest: digest(&grant.access_token),
                 },
             );
         }
@@ -188,26 +225,40 @@ mod tests {
             refresh_time(t0, five_minutes, DEFAULT_REFRESH_BEFORE),
             at("2026-01-01T00:02:30Z")
         );
-        // An expiry in the past is due at once.
-        assert_eq!(refresh_time(one_hour, t0, DEFAULT_REFRESH_BEFORE), t0);
+        // A JWT that lives 2 s (or already expired) is still replaced only after 10 s.
+        let two_seconds = at("2026-01-01T00:00:02Z");
+        assert_eq!(
+            refresh_time(t0, two_seconds, DEFAULT_REFRESH_BEFORE),
+            at("2026-01-01T00:00:10Z")
+        );
+        assert_eq!(
+            refresh_time(one_hour, t0, DEFAULT_REFRESH_BEFORE),
+            at("2026-01-01T01:00:10Z")
+        );
     }
 
     #[test]
     fn state_comes_from_the_session_or_the_secret() {
         let sessions = JwtSessions::default();
         let before = Duration::from_secs(600);
-        assert_eq!(sessions.state("id", None, before), JwtState::Missing);
+        let now = at("2026-01-01T00:00:00Z");
+        assert_eq!(sessions.state("id", None, before, now), JwtState::Missing);
         let jwt = |expires: &str| AccessJwt {
             token: SecretString::from("h.p.s"),
             expires_at: expires.into(),
         };
         assert_eq!(
-            sessions.state("id", Some(&jwt("not a time")), before),
+            sessions.state("id", Some(&jwt("not a time")), before, now),
             JwtState::Missing
         );
         assert_eq!(
-            sessions.state("id", Some(&jwt("2026-01-01T01:00:00Z")), before),
+            sessions.state("id", Some(&jwt("2026-01-01T01:00:00Z")), before, now),
             JwtState::RefreshAt(at("2026-01-01T00:50:00Z"))
+        );
+        // An expiry no JWT of ours could have (edited into the Secret) is replaced at once.
+        assert_eq!(
+            sessions.state("id", Some(&jwt("2027-01-01T00:00:00Z")), before, now),
+            JwtState::Missing
         );
         let kept = sessions.keep(
             "id",
@@ -220,9 +271,18 @@ mod tests {
         );
         // A 60 s JWT obtained here is due half-way (its expiry is rounded down to the
         // second), whatever refreshBefore says.
-        let JwtState::RefreshAt(due) = sessions.state("id", Some(&kept), before) else {
+        let JwtState::RefreshAt(due) = sessions.state("id", Some(&kept), before, now) else {
             panic!("a kept JWT has a refresh time");
         };
+        // While the session knows it, an edited JWT or expiry is replaced at once.
+        let edited = AccessJwt {
+            token: SecretString::from("forged.jwt.value"),
+            expires_at: kept.expires_at.clone(),
+        };
+        assert_eq!(
+            sessions.state("id", Some(&edited), before, now),
+            JwtState::Missing
+        );
         let expires: Timestamp = kept.expires_at.parse().unwrap();
         let ahead = expires.duration_since(due).as_secs_f64();
         assert!((29.0..=30.0).contains(&ahead), "{ahead}");

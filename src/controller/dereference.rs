@@ -135,6 +135,7 @@ pub async fn dereference<K: TokenResource>(
                 .filter(|c| c.id == current.id)
                 .and_then(|c| c.access_token.as_ref()),
             before,
+            Timestamp::now(),
         );
     }
     if status.pending_issue.is_some() || world.observed.secret == SecretState::Unrecorded {
@@ -237,12 +238,13 @@ async fn remote_state<K: TokenResource>(
     let key = group_key::<K>(&world.env, &world.owner);
     let listing = match ctx
         .drift
-        .listing(key, ctx.config.resync, || {
+        .periodic_listing(key, ctx.config.resync, || {
             world.env.client.list::<K::Endpoint>(&world.owner)
         })
         .await
     {
-        Ok(listing) => listing,
+        Ok(Some(listing)) => listing,
+        Ok(None) => return (RemoteState::Unknown, None),
         Err(e) => {
             tracing::debug!(error = %e, "drift listing failed; remote state unknown");
             return (RemoteState::Unknown, None);

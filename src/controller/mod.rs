@@ -167,6 +167,9 @@ where
     }
 }
 
+/// Token resources per page of the initial (and any re-) list.
+const TOKEN_LIST_PAGE: u32 = 500;
+
 fn spawn_kind<K: TokenResource>(
     ctx: &Arc<Context>,
     scope: &WatchScope,
@@ -192,9 +195,11 @@ fn spawn_kind<K: TokenResource>(
     let (store, writer) = reflector::store();
     let trigger = reflector(
         writer,
+        // Pages of 500: a start (or a relist) with 20,000 tokens must not hold one
+        // unpaginated response of all of them, and its decoded copy, next to the store.
         watcher(
             api_for::<K>(client, ns),
-            watcher::Config::default().any_semantic(),
+            watcher::Config::default().page_size(TOKEN_LIST_PAGE),
         )
         .modify(strip_for_cache),
     )

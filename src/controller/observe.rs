@@ -112,6 +112,10 @@ pub async fn observe<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Observa
         notes.push(note);
     }
     let labels = token_labels(obj);
+    ctx.metrics
+        .observed_exists
+        .get_or_create(&labels)
+        .set(i64::from(observed.exists));
     match observed.expires_at {
         Some(t) => {
             ctx.metrics

@@ -151,6 +151,7 @@ pub fn forget_metrics<K: TokenResource>(obj: &K, ctx: &Context) {
     ctx.metrics.token_expiry.remove(&labels);
     ctx.metrics.next_renewal.remove(&labels);
     ctx.metrics.pending_revocations.remove(&labels);
+    ctx.metrics.observed_exists.remove(&labels);
 }
 
 pub fn token_labels<K: TokenResource>(obj: &K) -> TokenLabels {

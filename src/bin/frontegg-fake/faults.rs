@@ -47,6 +47,8 @@ pub struct Faults {
     pub list_omits_tokens: bool,
     /// `expiresIn` that vendor authentication reports (seconds), e.g. 1e19.
     pub vendor_expires_in: Option<f64>,
+    /// The next N API-token exchanges answer an access token padded to 64 KiB.
+    pub oversized_jwt_next: u32,
 }
 
 /// A 200 answer that breaks the client's expectations, sent after the handler ran.

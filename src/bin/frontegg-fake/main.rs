@@ -444,12 +444,23 @@ async fn vendor_auth(State(app): State<App>, body: axum::body::Bytes) -> Respons
 }
 
 async fn exchange_api_token(State(app): State<App>, body: axum::body::Bytes) -> Response {
-    let result = parse_body(&body).and_then(|body| {
+    let mut result = parse_body(&body).and_then(|body| {
         app.store
             .lock()
             .map_err(|_| poisoned())?
             .exchange_api_token(&body, &app.signer)
     });
+    let oversized = app.faults.lock().is_ok_and(|mut f| {
+        let hit = f.oversized_jwt_next > 0;
+        f.oversized_jwt_next = f.oversized_jwt_next.saturating_sub(1);
+        hit
+    });
+    if oversized
+        && let Ok(Value::Object(answer)) = &mut result
+        && let Some(Value::String(jwt)) = answer.get_mut("access_token")
+    {
+        jwt.push_str(&"A".repeat(64 * 1024));
+    }
     json_or_error(StatusCode::OK, result)
 }
 
