@@ -246,6 +246,11 @@ pub struct IssuedTokenRecord {
     /// Taken over with spec.import rather than issued by the operator.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub imported: bool,
+    /// Issued to replace a token changed outside the operator (onRemoteDrift: Reissue). If
+    /// this one differs from the spec too, Frontegg itself keeps those fields as they are:
+    /// it is reported, not replaced again, so a spec Frontegg never matches cannot loop.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reissued_for_drift: bool,
 }
 
 /// What an observed (`managementPolicy: Observe`) remote token looks like.

@@ -278,6 +278,7 @@ pub async fn issue<K: TokenResource>(
         patched_spec_hash: desired.patched_spec_hash.clone(),
         attempt_id: Some(attempt_id),
         secret_digest: Some(secret_digest(&credential)),
+        reissued_for_drift: reason == IssueReason::RemoteDrift,
         ..IssuedTokenRecord::default()
     });
     status.pending_issue = None;

@@ -124,6 +124,7 @@ pub async fn import<K: TokenResource>(
         secret_digest: Some(secret_digest(&credential)),
         updated_at: None,
         imported: true,
+        reissued_for_drift: false,
     });
     status.last_attempt = Some(AttemptRecord {
         operation: "Import".into(),

@@ -232,7 +232,7 @@ pub fn plan(
         if desired.patched_spec_hash.is_some() {
             return Plan::RepairDrift;
         }
-        if desired.on_remote_drift == RemoteDriftAction::Reissue {
+        if desired.on_remote_drift == RemoteDriftAction::Reissue && !current.reissued_for_drift {
             return replace(IssueReason::RemoteDrift);
         }
     }
@@ -721,6 +721,14 @@ mod tests {
                 revoke: Some("tok-1".into())
             }
         );
+        // A replacement that differs from the spec as well is not replaced again: Frontegg
+        // keeps those fields as they are, and reissuing would loop.
+        let mut replacement = issued(None);
+        if let Some(c) = replacement.current.as_mut() {
+            c.reissued_for_drift = true;
+        }
+        let p = super::plan(&reissue, &replacement, &drifted, now, RESYNC);
+        assert!(matches!(p, Plan::Steady { .. }), "{p:?}");
         // No listing newer than the token: nothing is judged.
         let unknown = Observed {
             remote_drift: None,

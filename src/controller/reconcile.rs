@@ -280,10 +280,19 @@ async fn apply<K: TokenResource>(
                 .get_or_create(&Metrics::kind_action(K::KIND, "reissued"))
                 .inc();
         }
+        let hint = if new_status
+            .current
+            .as_ref()
+            .is_some_and(|c| c.reissued_for_drift)
+        {
+            " in a token issued from the spec to replace a drifted one: Frontegg keeps them as they are, so it is not replaced again"
+        } else {
+            " (set spec.rotation.onRemoteDrift: Reissue to replace the token)"
+        };
         if let Some(note) = status::record_drift(
             &mut new_status.conditions,
             unresolved,
-            " (set spec.rotation.onRemoteDrift: Reissue to replace the token)",
+            hint,
             obj.meta().generation,
         ) {
             ctx.metrics
