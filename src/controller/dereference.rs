@@ -124,7 +124,8 @@ pub async fn dereference<K: TokenResource>(
     world.observed.remote = remote;
     if let (Some(listed), Some(current)) = (&listed, &status.current) {
         world.remote_expires = listed.expires_at;
-        world.observed.remote_drift = Some(drift::compare(&wanted_remote(obj, current), listed));
+        let listed = with_recorded_attempt(obj, current, listed);
+        world.observed.remote_drift = Some(drift::compare(&wanted_remote(obj, current), &listed));
     }
     if let (Some(before), Some(current)) = (desired.access_token_refresh_before, &status.current) {
         world.observed.access_token = ctx.jwt.state(
@@ -222,6 +223,32 @@ fn wanted_remote<K: TokenResource>(obj: &K, current: &IssuedTokenRecord) -> Want
         ))
     };
     want
+}
+
+/// The attempt in the mark is bookkeeping, not an attribute anyone edits: a token adopted after
+/// an interrupted issuance can carry the attempt of an earlier journal than the one the status
+/// recorded. A mark naming this resource is compared as if it named the recorded attempt.
+fn with_recorded_attempt<K: TokenResource>(
+    obj: &K,
+    current: &IssuedTokenRecord,
+    listed: &RemoteToken,
+) -> RemoteToken {
+    let mut listed = listed.clone();
+    let uid = obj.meta().uid.as_deref().unwrap_or_default();
+    if let Some(description) = listed.description.as_deref()
+        && let Some((marked, _)) = marker::parse(description)
+        && marked == uid
+    {
+        listed.description = Some(marker::describe(
+            Some(marker::user_part(description)),
+            uid,
+            current
+                .attempt_id
+                .as_deref()
+                .unwrap_or(marker::UNMARKED_ATTEMPT),
+        ));
+    }
+    listed
 }
 
 /// Present/Absent from the group's shared listing, with the listed token; Unknown when the

@@ -25,6 +25,17 @@ pub fn parse(description: &str) -> Option<(&str, &str)> {
     (!uid.is_empty() && !attempt.is_empty()).then_some((uid, attempt))
 }
 
+/// The description without its mark: what the user wrote.
+pub fn user_part(description: &str) -> &str {
+    match parse(description) {
+        Some(_) => description
+            .rfind(PREFIX)
+            .and_then(|at| description.get(..at))
+            .unwrap_or(description),
+        None => description,
+    }
+}
+
 /// A new random attempt id (8 hex digits).
 pub fn new_attempt() -> String {
     format!("{:08x}", rand::random::<u32>())
@@ -54,5 +65,8 @@ mod tests {
         // Only the last mark counts: a user cannot forge one by writing it into the spec.
         let forged = describe(Some("[k8s:victim/00000000]"), "mine", "a");
         assert_eq!(parse(&forged), Some(("mine", "a")));
+        assert_eq!(user_part(&forged), "[k8s:victim/00000000]");
+        assert_eq!(user_part(&d), "CI bot");
+        assert_eq!(user_part("x [k8s:u/]"), "x [k8s:u/]");
     }
 }
