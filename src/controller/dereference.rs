@@ -63,17 +63,7 @@ pub async fn dereference<K: TokenResource>(
     status: &TokenStatus,
 ) -> Result<World, Error> {
     let namespace = obj.namespace().unwrap_or_default();
-    let common = obj.common();
-    let env_ref = effective_ref(
-        common.environment_ref.as_ref(),
-        &ctx.config.default_environment,
-    );
-    let env =
-        resolve_environment::resolve(ctx, &namespace, env_ref, &common.tenant_id, Purpose::Issue)
-            .await?;
-    if env.client.auth_mode() == AuthMode::UserApiToken {
-        check_user_scope(obj, &env).await?;
-    }
+    let env = token_environment(obj, ctx).await?;
     // The platform team's policy, before any remote call: a token it no longer admits is
     // neither issued nor renewed (its revocation on deletion goes on regardless).
     if let Some((name, rules)) = &env.policy {
@@ -145,10 +135,30 @@ pub async fn dereference<K: TokenResource>(
     Ok(world)
 }
 
+/// The environment that serves `obj`, with a user-token environment's scope checked.
+pub async fn token_environment<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+) -> Result<Resolved, Error> {
+    let common = obj.common();
+    let env_ref = effective_ref(
+        common.environment_ref.as_ref(),
+        &ctx.config.default_environment,
+    );
+    let namespace = obj.namespace().unwrap_or_default();
+    let env =
+        resolve_environment::resolve(ctx, &namespace, env_ref, &common.tenant_id, Purpose::Issue)
+            .await?;
+    if env.client.auth_mode() == AuthMode::UserApiToken {
+        check_user_scope(obj, &env).await?;
+    }
+    Ok(env)
+}
+
 /// A user-token environment serves only its own user's personal tokens. Checked before any
 /// token request: tenant kinds at once; user kinds against the JWT's user and tenant (known
 /// from the environment's health check, or from one authentication).
-pub async fn check_user_scope<K: TokenResource>(obj: &K, env: &Resolved) -> Result<(), Error> {
+async fn check_user_scope<K: TokenResource>(obj: &K, env: &Resolved) -> Result<(), Error> {
     let who = match env.client.user_identity() {
         Some(who) => Some(who),
         None if obj.user_id().is_some() => {

@@ -383,9 +383,7 @@ pub async fn rewrite_secret<K: TokenResource>(
     notes: &mut Vec<Note>,
 ) -> Result<(), Error> {
     if let Some(cred) = &world.credential {
-        let want =
-            secret::desired_secret(obj, &desired.secret_name, cred, &world.secret_context())?;
-        write_secret_object(&world.secrets, world.live_secret.as_ref(), want).await?;
+        write_credential(obj, world, desired, cred).await?;
         notes.push((
             EventType::Normal,
             "SecretUpdated",
@@ -423,15 +421,20 @@ pub async fn refresh_access_token<K: TokenResource>(
         access_token: Some(jwt),
         ..cred.clone()
     };
-    let want = secret::desired_secret(
-        obj,
-        &desired.secret_name,
-        &credential,
-        &world.secret_context(),
-    )?;
-    write_secret_object(&world.secrets, world.live_secret.as_ref(), want).await?;
+    write_credential(obj, world, desired, &credential).await?;
     tracing::debug!(token = %cred.id, "delivered a fresh JWT");
     Ok(())
+}
+
+/// Writes the token's Secret holding `cred`.
+pub async fn write_credential<K: TokenResource>(
+    obj: &K,
+    world: &World,
+    desired: &Desired,
+    cred: &Credential,
+) -> Result<(), Error> {
+    let want = secret::desired_secret(obj, &desired.secret_name, cred, &world.secret_context())?;
+    write_secret_object(&world.secrets, world.live_secret.as_ref(), want).await
 }
 
 /// Revokes the superseded tokens whose grace period is over; failures stay pending.
@@ -497,7 +500,7 @@ pub async fn revoke<K: TokenResource>(
     }
 }
 
-pub async fn write_secret_object(
+async fn write_secret_object(
     secrets: &Api<Secret>,
     live: Option<&Secret>,
     want: Secret,

@@ -12,10 +12,10 @@ use kube::runtime::events::EventType;
 
 use super::dereference::{World, fresh_listing, secret_digest};
 use super::error::KubeContext;
-use super::execute::{Note, write_secret_object};
+use super::execute::{Note, write_credential};
 use super::kinds::{SecretLayout, TokenResource};
 use super::plan::Desired;
-use super::secret::{self, Credential};
+use super::secret::Credential;
 use super::{Context, Error, marker};
 use crate::api::{AttemptRecord, IssuedTokenRecord, TokenStatus};
 use crate::identity::{IdentityError, SecretString, TokenOwner};
@@ -104,13 +104,7 @@ pub async fn import<K: TokenResource>(
         expires_at: remote.expires_at.map(|t| t.to_string()),
         access_token,
     };
-    let want = secret::desired_secret(
-        obj,
-        &desired.secret_name,
-        &credential,
-        &world.secret_context(),
-    )?;
-    write_secret_object(&world.secrets, world.live_secret.as_ref(), want).await?;
+    write_credential(obj, world, desired, &credential).await?;
     status.current = Some(IssuedTokenRecord {
         id: id.clone(),
         // Its real creation time is not listed; renewal counts its remaining life from now.

@@ -5,18 +5,15 @@
 
 use std::time::Duration;
 
-use kube::ResourceExt;
 use kube::runtime::events::EventType;
 
-use super::dereference::{check_user_scope, group_key, owner};
+use super::dereference::{group_key, owner, token_environment};
 use super::drift::{self, WantedRemote};
 use super::execute::Note;
 use super::kinds::TokenResource;
-use super::resolve_environment::{self, Purpose, effective_ref};
 use super::status::{record_drift, token_labels};
 use super::{Context, Error, conditions, context, validate};
 use crate::api::{ObservedToken, TokenStatus};
-use crate::identity::AuthMode;
 
 pub struct Observation {
     pub status: TokenStatus,
@@ -32,17 +29,7 @@ pub async fn observe<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Observa
             "managementPolicy Observe needs spec.tokenId".into(),
         ));
     };
-    let namespace = obj.namespace().unwrap_or_default();
-    let env_ref = effective_ref(
-        common.environment_ref.as_ref(),
-        &ctx.config.default_environment,
-    );
-    let env =
-        resolve_environment::resolve(ctx, &namespace, env_ref, &common.tenant_id, Purpose::Issue)
-            .await?;
-    if env.client.auth_mode() == AuthMode::UserApiToken {
-        check_user_scope(obj, &env).await?;
-    }
+    let env = token_environment(obj, ctx).await?;
     let owner = owner(obj);
     let listing = ctx
         .drift
