@@ -210,6 +210,7 @@ impl Operator {
         ));
         // FTO_BENCH_OPERATOR_WRAPPER (e.g. "heaptrack -o /tmp/fto") runs the operator under a
         // profiler; that run's RSS and CPU figures are then the wrapper's, not the operator's.
+        let log_file = std::fs::File::create(&log).expect("log file");
         let mut command = match std::env::var("FTO_BENCH_OPERATOR_WRAPPER") {
             Ok(wrapper) if !wrapper.trim().is_empty() => {
                 let mut parts = wrapper.split_whitespace();
@@ -230,8 +231,9 @@ impl Operator {
             .args(["--concurrency", &concurrency.to_string()])
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
+            // The operator logs to stdout, a crash to stderr: both for "see the operator log".
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file)
             .spawn()
             .expect("start the release operator (make release)");
         Operator {
