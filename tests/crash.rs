@@ -24,8 +24,9 @@ const KINDS: [(&str, &str, &str); 4] = [
     ("TenantAccessToken", "tenantaccesstokens", "token"),
 ];
 
-const STEPS: [&str; 7] = [
-    "after-finalizer",
+// The finalizer is written with the journal, so "after-intent" is also the first moment a
+// finalizer exists.
+const STEPS: [&str; 6] = [
     "after-intent",
     "after-create",
     "after-secret",

@@ -696,9 +696,11 @@ async fn a_lost_status_adopts_the_token_in_the_secret_instead_of_issuing_another
 #[tokio::test]
 async fn a_burst_of_resources_gets_exactly_one_token_each() {
     // Many owned-Secret events arrive while our own status writes are still on their way to the
-    // cache: the pipeline must never issue twice for one resource.
+    // cache: the pipeline must never issue twice for one resource, nor lose a status it wrote
+    // (a pass on a cached object without status once applied an empty one over it, and the
+    // next pass had to adopt the token from the Secret).
     let env = TestEnv::start("burst").await;
-    let names: Vec<String> = (0..20).map(|i| format!("burst-{i}")).collect();
+    let names: Vec<String> = (0..40).map(|i| format!("burst-{i}")).collect();
     let applies = names.iter().map(|name| {
         env.apply_owned(json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserApiToken","metadata":{"name": name},
                                "spec":{"tenantId":"t","userId":"u"}}))
@@ -712,10 +714,88 @@ async fn a_burst_of_resources_gets_exactly_one_token_each() {
         env.fake
             .calls("POST /identity/resources/users/api-tokens/v1")
             .await,
-        20,
+        40,
         "one create per resource"
     );
-    assert_eq!(env.fake.tokens().await.len(), 20);
+    assert_eq!(env.fake.tokens().await.len(), 40);
+    let reasons = env.event_reasons().await;
+    assert_eq!(
+        reasons.iter().filter(|r| *r == "Issued").count(),
+        40,
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons.iter().any(|r| r == "Adopted"),
+        "no crash, so nothing to adopt: {reasons:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_finalizer_comes_with_the_first_token_and_comes_back_if_removed() {
+    let env = TestEnv::start("finalizer").await;
+    let has_finalizer = |obj: &Value| {
+        obj["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "tokens.frontegg-operator.io/revoke"))
+    };
+    // A resource that never held a token carries none: its deletion never waits.
+    env.apply(&json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserApiToken","metadata":{"name":"nowhere"},
+                      "spec":{"tenantId":"t","userId":"u","environmentRef":{"kind":"FronteggEnvironment","name":"missing"}}}).to_string()).await;
+    let failed = env
+        .wait_ready(
+            "userapitokens",
+            "nowhere",
+            "False",
+            Some("EnvironmentNotFound"),
+        )
+        .await;
+    assert!(!has_finalizer(&failed), "{failed}");
+    env.delete("userapitokens", "nowhere").await;
+    wait_for(
+        Duration::from_secs(30),
+        "invalid resource deleted",
+        || async {
+            env.get("userapitokens", "nowhere")
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+
+    env.apply(&json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserApiToken","metadata":{"name":"f"},
+                      "spec":{"tenantId":"t","userId":"u"}}).to_string()).await;
+    let obj = env.wait_ready("userapitokens", "f", "True", None).await;
+    assert!(has_finalizer(&obj), "{obj}");
+    let id = ready_token_id(&obj);
+    // Someone strips it; a deletion must still revoke the token.
+    dynamic_api(&env.client, Some(&env.ns), "userapitokens")
+        .patch(
+            "f",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("remove the finalizer");
+    wait_for(Duration::from_secs(30), "finalizer restored", || async {
+        env.get("userapitokens", "f")
+            .await
+            .filter(|o| has_finalizer(o))
+            .map(|_| ())
+    })
+    .await;
+    env.delete("userapitokens", "f").await;
+    wait_for(Duration::from_secs(60), "resource deleted", || async {
+        env.get("userapitokens", "f").await.is_none().then_some(())
+    })
+    .await;
+    assert!(env.fake.token(&id).await.is_none(), "remote token revoked");
+    assert_eq!(
+        env.fake
+            .calls("POST /identity/resources/users/api-tokens/v1")
+            .await,
+        1
+    );
 }
 
 #[tokio::test]

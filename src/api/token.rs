@@ -285,16 +285,16 @@ pub struct PendingRevocation {
     pub not_before: Option<Timestamp>,
 }
 
-/// A remote create that was started and not yet recorded: the issuance journal. If the
-/// operator stops between the create and the status write, the next pass finds the token by
-/// its marker and either adopts it (the Secret holds it) or revokes it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+/// A remote create that was started and not yet recorded: the issuance journal, kept in the
+/// `tokens.frontegg-operator.io/issue-journal` annotation. If the operator stops between the
+/// create and the status write, the next pass finds the token by its marker and either adopts
+/// it (the Secret holds it) or revokes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IssueIntent {
     /// Random id of this attempt, carried in the remote token's description marker.
     pub attempt_id: String,
     /// When the attempt started.
-    #[schemars(schema_with = "timestamp")]
     pub started_at: Timestamp,
     /// Why a token is being issued (Initial, Rotation, ...).
     pub operation: String,
@@ -314,7 +314,9 @@ pub struct AttemptRecord {
 }
 
 /// Observed state of a token resource (kstatus compatible: `Ready` + `observedGeneration`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+/// Plain `JsonSchema`: it has no CEL rules, and `KubeSchema`'s copy of the struct would keep
+/// the in-memory journal as a field nothing reads.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenStatus {
     /// `Ready` says whether the Secret holds a valid credential for the current spec.
@@ -329,9 +331,14 @@ pub struct TokenStatus {
     /// Superseded remote tokens still to be revoked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_revocations: Vec<PendingRevocation>,
-    /// A remote create in progress (the issuance journal).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// In memory only: the open issuance journal, read from the annotation (see
+    /// `controller::journal`). Never part of the stored status.
+    #[serde(skip)]
     pub pending_issue: Option<IssueIntent>,
+    /// The attempt id of the last issuance journal the operator closed (issued, adopted or
+    /// abandoned): a journal annotation naming it is settled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled_attempt: Option<String>,
     /// When the current token will be replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_timestamp")]
@@ -345,6 +352,23 @@ pub struct TokenStatus {
     /// Observe only: the watched remote token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed: Option<ObservedToken>,
+}
+
+impl TokenStatus {
+    /// Closes the open journal: its attempt is settled, whatever became of it.
+    pub fn close_journal(&mut self) {
+        if let Some(journal) = self.pending_issue.take() {
+            self.settled_attempt = Some(journal.attempt_id);
+        }
+    }
+
+    /// The status as stored: without the in-memory journal.
+    pub fn durable(&self) -> TokenStatus {
+        TokenStatus {
+            pending_issue: None,
+            ..self.clone()
+        }
+    }
 }
 
 fn timestamp(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -13,7 +13,7 @@ use super::execute::{Note, revoke};
 use super::kinds::TokenResource;
 use super::resolve_environment::{self, Purpose, Resolved, effective_ref};
 use super::status::forget_metrics;
-use super::{Context, Error, secret, test_hooks};
+use super::{Context, Error, journal, secret, test_hooks};
 use crate::api::{DeletionPolicy, ManagementPolicy};
 use crate::metrics::Metrics;
 
@@ -23,7 +23,7 @@ pub async fn cleanup<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Vec<Not
         forget_metrics(obj, ctx);
         return Ok(Vec::new());
     }
-    let status = obj.token_status().cloned().unwrap_or_default();
+    let status = journal::status_of(obj);
     let namespace = obj.namespace().unwrap_or_default();
     let mut notes = Vec::new();
     match obj.common().deletion_policy {

@@ -73,6 +73,9 @@ pub enum Error {
         "the new token did not work when exchanged at /identity/resources/auth/v2/api-token ({0}); it was revoked and the Secret keeps the previous token"
     )]
     VerificationFailed(&'static str),
+    /// The resource changed after this pass read it; nothing was written, the pass runs again.
+    #[error("the resource changed while trying to {action}; planning again")]
+    Stale { action: &'static str },
     #[error("cannot import the token: {0}")]
     ImportFailed(String),
     #[error("the Secret would be refused by the API server: {0}")]
@@ -111,6 +114,7 @@ impl Error {
             Error::RevocationFailed { .. } => "RevocationFailed",
             Error::Kube { .. } => "KubernetesError",
             Error::ReissueThrottled { .. } => "ReissueThrottled",
+            Error::Stale { .. } => "Conflict",
             Error::SecretRejected(_) => "InvalidSpec",
             Error::ImportFailed(_) => "ImportFailed",
             Error::VerificationFailed(_) => "VerificationFailed",
@@ -124,6 +128,7 @@ impl Error {
         match self {
             Error::Identity(e) => !e.is_retryable(),
             Error::Kube { .. }
+            | Error::Stale { .. }
             | Error::ReissueThrottled { .. }
             | Error::Internal(_)
             | Error::VerificationFailed(_) => false,

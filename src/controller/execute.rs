@@ -17,8 +17,8 @@ use super::kinds::{SecretLayout, TokenResource};
 use super::plan::{Desired, IssueReason, Recovery};
 use super::resolve_environment::Resolved;
 use super::secret::{self, Credential};
-use super::status::{FIELD_MANAGER, write_status};
-use super::{Context, Error, marker, test_hooks, validate};
+use super::status::FIELD_MANAGER;
+use super::{Context, Error, journal, marker, test_hooks, validate};
 use crate::api::{
     AttemptRecord, IssueIntent, IssuedTokenRecord, PendingRevocation, RestartTarget, TokenStatus,
     WorkloadKind,
@@ -70,7 +70,7 @@ pub async fn recover<K: TokenResource>(
             ),
         ));
     }
-    status.pending_issue = None;
+    status.close_journal();
     Ok(())
 }
 
@@ -102,18 +102,20 @@ pub async fn issue<K: TokenResource>(
         )
         .map_err(|wait| Error::ReissueThrottled { wait })?;
 
-    // The journal: durable before the create, so that a crash at any later point leaves a
-    // trace the next pass settles (see `recover`).
+    // The journal, with the finalizer: durable before the create, so that a crash at any
+    // later point leaves a trace the next pass settles (see `recover`).
     let attempt_id = marker::new_attempt();
-    status.pending_issue = Some(IssueIntent {
+    let intent = IssueIntent {
         attempt_id: attempt_id.clone(),
         started_at: now,
         operation: format!("{reason:?}"),
-    });
-    write_status(obj, ctx, status).await?;
-    // From here on a failure report must start from this status, or it would close the
-    // journal of a create that may have happened.
-    *written = Some(status.clone());
+    };
+    if let Err(e) = journal::open(obj, ctx, &intent).await {
+        // Nothing was created: this attempt must not hold back the next one.
+        ctx.throttle.forget(&uid);
+        return Err(e);
+    }
+    status.pending_issue = Some(intent);
     test_hooks::exit_at("after-intent", obj);
 
     let description = marker::describe(obj.common().description.as_deref(), &uid, &attempt_id);
@@ -160,7 +162,7 @@ pub async fn issue<K: TokenResource>(
                     .await
                     .is_ok()
                 {
-                    status.pending_issue = None;
+                    status.close_journal();
                     *written = Some(status.clone());
                 }
                 return Err(Error::VerificationFailed(e.reason()));
@@ -216,7 +218,7 @@ pub async fn issue<K: TokenResource>(
         // fails too, the open journal has the next pass revoke it by its mark.
         match revoke::<K>(ctx, &world.env, &world.owner, &issued.id).await {
             Ok(_) => {
-                status.pending_issue = None;
+                status.close_journal();
                 *written = Some(status.clone());
             }
             Err(revoke) => {
@@ -281,7 +283,7 @@ pub async fn issue<K: TokenResource>(
         reissued_for_drift: reason == IssueReason::RemoteDrift,
         ..IssuedTokenRecord::default()
     });
-    status.pending_issue = None;
+    status.close_journal();
     status.handled_rotation_request = desired.rotation_request.clone();
     status.last_attempt = Some(AttemptRecord {
         operation: "Issue".into(),

@@ -16,7 +16,7 @@ use super::execute::{Note, write_credential};
 use super::kinds::{SecretLayout, TokenResource};
 use super::plan::Desired;
 use super::secret::Credential;
-use super::{Context, Error, marker};
+use super::{Context, Error, journal, marker};
 use crate::api::{AttemptRecord, IssuedTokenRecord, TokenStatus};
 use crate::identity::{IdentityError, SecretString, TokenOwner};
 use crate::metrics::Metrics;
@@ -104,6 +104,8 @@ pub async fn import<K: TokenResource>(
         expires_at: remote.expires_at.map(|t| t.to_string()),
         access_token,
     };
+    // Recording the token makes its revocation this resource's job: the finalizer first.
+    journal::ensure_finalizer(obj, ctx).await?;
     write_credential(obj, world, desired, &credential).await?;
     status.current = Some(IssuedTokenRecord {
         id: id.clone(),

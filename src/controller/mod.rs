@@ -14,6 +14,7 @@ mod execute;
 #[cfg(test)]
 mod fixtures;
 mod import;
+mod journal;
 mod kinds;
 mod marker;
 mod observe;
@@ -48,8 +49,9 @@ use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource, ResourceExt};
 
 use crate::api::{
-    ClusterFronteggEnvironment, EnvironmentKind, FronteggEnvironment, KIND_LABEL, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE, TenantAccessToken, TenantApiToken, UserAccessToken, UserApiToken,
+    ClusterFronteggEnvironment, EnvironmentKind, FronteggEnvironment, JOURNAL_ANNOTATION,
+    KIND_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TenantAccessToken, TenantApiToken,
+    UserAccessToken, UserApiToken,
 };
 
 /// Where the controllers watch.
@@ -206,7 +208,7 @@ fn spawn_kind<K: TokenResource>(
     .applied_objects()
     .predicate_filter(
         predicates::generation
-            .combine(predicates::annotations)
+            .combine(user_annotations)
             .combine(predicates::finalizers)
             .combine(deletion),
         Default::default(),
@@ -272,6 +274,20 @@ fn strip_for_cache<K: Resource>(obj: &mut K) {
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
+}
+
+/// Hashes the annotations but the issuance journal, which only the operator writes, in the
+/// pass that goes on to settle it.
+fn user_annotations<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    obj.meta()
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(key, _)| key.as_str() != JOURNAL_ANNOTATION)
+        .for_each(|entry| entry.hash(&mut hasher));
+    Some(hasher.finish())
 }
 
 /// Hashes the deletion timestamp, so that a deletion always reaches the reconciler.

@@ -16,7 +16,6 @@ use futures::FutureExt;
 use jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::{Api, ResourceExt};
 
 use super::access_token::JwtState;
@@ -26,48 +25,38 @@ use super::execute::{self, Note, PatchReason};
 use super::kinds::TokenResource;
 use super::plan::{self, Plan};
 use super::status::{self, object_key, publish, write_status};
-use super::{Context, Error, cleanup, context, import, observe, test_hooks, validate};
-use crate::api::{FINALIZER, ManagementPolicy, TokenStatus};
+use super::{Context, Error, cleanup, context, import, journal, observe, test_hooks, validate};
+use crate::api::{ManagementPolicy, TokenStatus};
 use crate::identity::IdentityError;
 use crate::metrics::{Metrics, ReconcileLabels};
 
 pub async fn reconcile<K: TokenResource>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let pipeline = finalizer(&api, FINALIZER, obj.clone(), |event| async {
-        match event {
-            FinalizerEvent::Apply(obj) => {
-                let mut written = None;
-                let result = apply(&*obj, &ctx, &mut written).await;
-                report(&*obj, &ctx, Phase::Apply, result, written).await
-            }
-            FinalizerEvent::Cleanup(obj) => {
-                let result = cleanup::cleanup(&*obj, &ctx).await.map(|notes| Outcome {
-                    status: obj.token_status().cloned().unwrap_or_default(),
-                    notes,
-                    requeue: Duration::ZERO,
-                });
-                report(&*obj, &ctx, Phase::Cleanup, result, None).await
-            }
+    // Not kube's finalizer helper: it adds the finalizer in a write of its own, and the
+    // journal write that precedes every create adds it for free (`journal.rs`).
+    let pipeline = async {
+        if obj.meta().deletion_timestamp.is_none() {
+            let mut written = None;
+            let result = apply(&*obj, &ctx, &mut written).await;
+            return report(&*obj, &ctx, Phase::Apply, result, written).await;
         }
-    });
+        if !journal::has_finalizer(&*obj) {
+            // Never issued anything, or already cleaned up.
+            return Ok(Action::await_change());
+        }
+        let result = cleanup::cleanup(&*obj, &ctx).await.map(|notes| Outcome {
+            status: obj.token_status().cloned().unwrap_or_default(),
+            notes,
+            requeue: Duration::ZERO,
+        });
+        let action = report(&*obj, &ctx, Phase::Cleanup, result, None).await?;
+        journal::remove_finalizer(&*obj, &ctx).await?;
+        Ok(action)
+    };
     // A panic is an operator bug. Caught here, it fails this one object (Ready=False,
     // InternalError) and the process goes on serving everyone else.
     let result = match AssertUnwindSafe(pipeline).catch_unwind().await {
-        Ok(result) => result.map_err(|e| match e {
-            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-            finalizer::Error::AddFinalizer(source) => Error::Kube {
-                action: "add the finalizer",
-                source,
-            },
-            finalizer::Error::RemoveFinalizer(source) => Error::Kube {
-                action: "remove the finalizer",
-                source,
-            },
-            finalizer::Error::UnnamedObject | finalizer::Error::InvalidFinalizer => {
-                Error::Internal("the object has no name or an invalid finalizer".into())
-            }
-        }),
+        Ok(result) => result,
         Err(_) => {
             ctx.metrics
                 .reconcile_panics
@@ -143,7 +132,6 @@ async fn apply<K: TokenResource>(
     written: &mut Option<TokenStatus>,
 ) -> Result<Outcome, Error> {
     test_hooks::panic_if_requested(obj);
-    test_hooks::exit_at("after-finalizer", obj);
     if obj.common().management_policy == ManagementPolicy::Observe {
         let seen = observe::observe(obj, ctx).await?;
         return Ok(Outcome {
@@ -154,7 +142,21 @@ async fn apply<K: TokenResource>(
     }
     // validate (no client required)
     let desired = validate::desired_state(obj, ctx.config.grace_period)?;
-    let status = obj.token_status().cloned().unwrap_or_default();
+    let status = journal::status_of(obj);
+    if !journal::has_finalizer(obj)
+        && (status.current.is_some()
+            || status.pending_issue.is_some()
+            || !status.pending_revocations.is_empty())
+    {
+        // Someone removed it from a resource that holds tokens: a deletion must still revoke
+        // them. The write changes the resource; the next pass goes on from there.
+        journal::ensure_finalizer(obj, ctx).await?;
+        return Ok(Outcome {
+            status,
+            notes: Vec::new(),
+            requeue: Duration::from_millis(500),
+        });
+    }
 
     let world = dereference(obj, ctx, &desired, &status).await?;
 
@@ -368,6 +370,12 @@ async fn report<K: TokenResource>(
             }
             ctx.reset_backoff(&key);
             Ok(Action::requeue(outcome.requeue))
+        }
+        Err(Error::Stale { action }) => {
+            // Another write won the race; nothing of this pass was done. Plan again on the
+            // fresh resource, without a failure to report.
+            tracing::debug!(object = %key, action, "resource changed meanwhile; planning again");
+            Ok(Action::requeue(Duration::from_millis(500)))
         }
         Err(err @ Error::ReissueThrottled { .. }) if ready_is_false(obj) => {
             // The condition already says what went wrong with the last create; waiting for

@@ -178,7 +178,8 @@ pub async fn write_status<K: TokenResource>(
     ctx: &Context,
     status: &TokenStatus,
 ) -> Result<(), Error> {
-    if obj.token_status() == Some(status) {
+    let status = status.durable();
+    if unchanged(obj.token_status(), &status) {
         return Ok(());
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
@@ -194,10 +195,21 @@ pub async fn write_status<K: TokenResource>(
     Ok(())
 }
 
-/// Records a failure: Ready=False with its reason, plus the journal this pass wrote (opened,
-/// or closed again). A merge patch of those fields only: the cached status a failure starts
+/// Whether `status` is what the object has. No status and an empty one are the same: a pass
+/// that starts from a cached object without status, and changes nothing, must not apply an
+/// empty status. With force, that apply would remove every field our manager set, the status
+/// another pass wrote a moment ago included.
+fn unchanged(stored: Option<&TokenStatus>, status: &TokenStatus) -> bool {
+    match stored {
+        Some(stored) => stored == status,
+        None => *status == TokenStatus::default(),
+    }
+}
+
+/// Records a failure: Ready=False with its reason, plus the journal this pass closed (a token
+/// it revoked again). A merge patch of those fields only: the cached status a failure starts
 /// from may be behind the API server, and writing all of it back would undo newer fields
-/// (a lost journal, an older current token). Publishes a Warning when the condition changed.
+/// (an older current token). Publishes a Warning when the condition changed.
 pub async fn write_failure<K: TokenResource>(
     obj: &K,
     ctx: &Context,
@@ -215,7 +227,7 @@ pub async fn write_failure<K: TokenResource>(
         &err.to_string(),
         generation,
     );
-    let journal_changed = written.is_some_and(|w| w.pending_issue != cached.pending_issue);
+    let journal_changed = written.is_some_and(|w| w.settled_attempt != cached.settled_attempt);
     if conditions == cached.conditions
         && generation == cached.observed_generation
         && !journal_changed
@@ -227,7 +239,7 @@ pub async fn write_failure<K: TokenResource>(
         "observedGeneration": generation,
     }});
     if let (Some(w), Some(status)) = (written, patch.get_mut("status")) {
-        status["pendingIssue"] = json!(w.pending_issue);
+        status["settledAttempt"] = json!(w.settled_attempt);
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let params = PatchParams {
@@ -256,5 +268,22 @@ pub async fn publish<K: TokenResource>(
         .await
     {
         tracing::debug!(error = %e, "could not publish Event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_that_changed_nothing_writes_nothing_even_without_a_stored_status() {
+        assert!(unchanged(None, &TokenStatus::default()));
+        let issued = TokenStatus {
+            settled_attempt: Some("0a1b2c3d".into()),
+            ..TokenStatus::default()
+        };
+        assert!(!unchanged(None, &issued));
+        assert!(unchanged(Some(&issued), &issued));
+        assert!(!unchanged(Some(&issued), &TokenStatus::default()));
     }
 }

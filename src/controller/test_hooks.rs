@@ -1,8 +1,8 @@
 //! Crash points for the kill matrix (`tests/crash.rs`), compiled only with the `test-hooks`
 //! feature, which release builds never enable. `FTO_TEST_EXIT_AT=<step>:<name>` makes the
 //! process exit at once, without any cleanup, when the object `<name>` reaches `<step>`:
-//! after-finalizer, after-intent, after-create, after-secret, after-status, mid-grace,
-//! mid-deletion. The annotation `tokens.frontegg-operator.io/test-panic` makes its reconcile
+//! after-intent (the journal and the finalizer), after-create, after-secret, after-status,
+//! mid-grace, mid-deletion. The annotation `tokens.frontegg-operator.io/test-panic` makes its reconcile
 //! panic.
 
 #[cfg(feature = "test-hooks")]

@@ -702,6 +702,14 @@ impl TestEnv {
     }
 
     /// Waits for an Event with `reason` about `object` in this test's namespace.
+    /// The reasons of every Event in this test's namespace.
+    pub async fn event_reasons(&self) -> Vec<String> {
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        let list = events.list(&Default::default()).await.expect("list Events");
+        list.items.into_iter().filter_map(|e| e.reason).collect()
+    }
+
     pub async fn assert_event(&self, object: &str, reason: &str) {
         let events: Api<k8s_openapi::api::core::v1::Event> =
             Api::namespaced(self.client.clone(), &self.ns);
