@@ -124,8 +124,9 @@ enum Phase {
     Cleanup,
 }
 
-/// Validate, dereference, plan, execute, status. `written` receives any status this pass
-/// already wrote (the issuance journal), for the failure report to start from.
+/// Validate, dereference, plan, execute, status. `written` receives the status of a pass that
+/// fails after closing its journal (the new token revoked again), for the failure report to
+/// record that.
 async fn apply<K: TokenResource>(
     obj: &K,
     ctx: &Context,
@@ -140,8 +141,6 @@ async fn apply<K: TokenResource>(
             requeue: seen.requeue,
         });
     }
-    // validate (no client required)
-    let desired = validate::desired_state(obj, ctx.config.grace_period)?;
     let status = journal::status_of(obj);
     if !journal::has_finalizer(obj)
         && (status.current.is_some()
@@ -149,7 +148,8 @@ async fn apply<K: TokenResource>(
             || !status.pending_revocations.is_empty())
     {
         // Someone removed it from a resource that holds tokens: a deletion must still revoke
-        // them. The write changes the resource; the next pass goes on from there.
+        // them, even while the spec is invalid, so before validation. The write changes the
+        // resource; the next pass goes on from there.
         journal::ensure_finalizer(obj, ctx).await?;
         return Ok(Outcome {
             status,
@@ -157,6 +157,8 @@ async fn apply<K: TokenResource>(
             requeue: Duration::from_millis(500),
         });
     }
+    // validate (no client required)
+    let desired = validate::desired_state(obj, ctx.config.grace_period)?;
 
     let world = dereference(obj, ctx, &desired, &status).await?;
 
