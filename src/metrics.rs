@@ -1,9 +1,12 @@
 //! Prometheus metrics (served at `/metrics`).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -42,19 +45,6 @@ pub struct EndpointLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TokenLabels {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ManagedLabels {
-    pub kind: String,
-    pub environment: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EnvironmentLabels {
     pub kind: String,
     /// Empty for a ClusterFronteggEnvironment.
@@ -75,21 +65,18 @@ pub struct Metrics {
     pub identity_latency: HistogramFamily<EndpointLabels>,
     pub rate_limiter_waits: Counter,
     pub rate_limiter_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
-    pub tokens_managed: Family<ManagedLabels, Gauge>,
-    pub token_expiry: Family<TokenLabels, Gauge>,
-    pub next_renewal: Family<TokenLabels, Gauge>,
     pub issued: Family<KindLabels, Counter>,
     pub rotations: Family<KindLabels, Counter>,
     pub revocations: Family<KindLabels, Counter>,
     pub orphaned: Family<KindLabels, Counter>,
-    pub pending_revocations: Family<TokenLabels, Gauge>,
     pub reconcile_panics: Family<KindLabels, Counter>,
     pub revocation_failures: Family<KindLabels, Counter>,
     pub environment_ready: Family<EnvironmentLabels, Gauge>,
     pub access_token_refreshes: Family<KindActionLabels, Counter>,
     pub remote_drift: Family<KindActionLabels, Counter>,
     pub imported: Family<KindLabels, Counter>,
-    pub observed_exists: Family<TokenLabels, Gauge>,
+    /// Where the per-token series come from at scrape time (the token caches).
+    token_sources: Arc<TokenSeries>,
     registry: Registry,
     /// The size of the last scrape: the next one starts with that much room, so a page of
     /// 20,000 tokens' series is not grown by doubling, holding old and new copies at once.
@@ -106,21 +93,17 @@ impl Metrics {
             identity_latency: Family::new_with_constructor(latency_histogram),
             rate_limiter_waits: Counter::default(),
             rate_limiter_wait_seconds: Counter::default(),
-            tokens_managed: Family::default(),
-            token_expiry: Family::default(),
-            next_renewal: Family::default(),
             issued: Family::default(),
             rotations: Family::default(),
             revocations: Family::default(),
             orphaned: Family::default(),
-            pending_revocations: Family::default(),
             reconcile_panics: Family::default(),
             revocation_failures: Family::default(),
             environment_ready: Family::default(),
             access_token_refreshes: Family::default(),
             remote_drift: Family::default(),
             imported: Family::default(),
-            observed_exists: Family::default(),
+            token_sources: Arc::default(),
             registry: Registry::default(),
             last_scrape_bytes: AtomicUsize::new(0),
         };
@@ -154,21 +137,6 @@ impl Metrics {
             "Time spent waiting for the rate limiter",
             m.rate_limiter_wait_seconds.clone(),
         );
-        registry.register(
-            "tokens_managed",
-            "Token resources with a live remote token, by kind and environment",
-            m.tokens_managed.clone(),
-        );
-        registry.register(
-            "token_expiry_timestamp_seconds",
-            "Expiry of each managed token (Unix seconds)",
-            m.token_expiry.clone(),
-        );
-        registry.register(
-            "token_next_renewal_timestamp_seconds",
-            "When each managed token will be replaced (Unix seconds)",
-            m.next_renewal.clone(),
-        );
         registry.register("tokens_issued", "Remote tokens created", m.issued.clone());
         registry.register(
             "token_rotations",
@@ -184,11 +152,6 @@ impl Metrics {
             "tokens_orphaned",
             "Tokens left in place on deletion (deletionPolicy Orphan)",
             m.orphaned.clone(),
-        );
-        registry.register(
-            "pending_revocations",
-            "Superseded tokens still awaiting revocation",
-            m.pending_revocations.clone(),
         );
         registry.register(
             "reconcile_panics",
@@ -220,11 +183,7 @@ impl Metrics {
             "Existing remote tokens taken over with spec.import",
             m.imported.clone(),
         );
-        registry.register(
-            "observed_token_exists",
-            "1 while a token watched with managementPolicy Observe exists in Frontegg, 0 while it does not",
-            m.observed_exists.clone(),
-        );
+        registry.register_collector(Box::new(m.token_sources.clone()));
         // Per-kind counters start at 0: an alert on increase() sees the first failure only
         // against a series that already existed, and a scrape shows every name from the start.
         for kind in [
@@ -267,6 +226,14 @@ impl Metrics {
         out
     }
 
+    /// Adds a source of per-token series: a scrape reads the token caches themselves, so
+    /// that the series cost no memory of their own and leave with the resource.
+    pub fn add_token_source(&self, source: Arc<dyn TokenSource>) {
+        if let Ok(mut sources) = self.token_sources.sources.write() {
+            sources.push(source);
+        }
+    }
+
     pub fn kind_action(kind: &str, action: &str) -> KindActionLabels {
         KindActionLabels {
             kind: kind.to_string(),
@@ -305,5 +272,215 @@ impl RequestObserver for Metrics {
     fn rate_limited_wait(&self, waited: Duration) {
         self.rate_limiter_waits.inc();
         self.rate_limiter_wait_seconds.inc_by(waited.as_secs_f64());
+    }
+}
+
+/// What a scrape reads of one token resource.
+#[derive(Debug, Default)]
+pub struct TokenSample<'a> {
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    /// The environment key of a resource that holds a live token (None: it holds none).
+    pub managed_in: Option<String>,
+    pub expiry: Option<i64>,
+    pub next_renewal: Option<i64>,
+    /// Superseded tokens awaiting revocation, for a resource that manages a token.
+    pub pending_revocations: Option<usize>,
+    /// Whether an observed token exists, for managementPolicy Observe.
+    pub observed_exists: Option<bool>,
+}
+
+/// A set of token resources whose series a scrape encodes.
+pub trait TokenSource: Send + Sync {
+    fn visit(&self, f: &mut dyn FnMut(&TokenSample<'_>));
+}
+
+#[derive(Default)]
+struct TokenSeries {
+    sources: RwLock<Vec<Arc<dyn TokenSource>>>,
+}
+
+impl std::fmt::Debug for TokenSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSeries")
+    }
+}
+
+type Gauge64 = prometheus_client::metrics::gauge::ConstGauge<i64>;
+
+impl TokenSeries {
+    fn each(&self, f: &mut dyn FnMut(&TokenSample<'_>)) {
+        if let Ok(sources) = self.sources.read() {
+            for source in sources.iter() {
+                source.visit(f);
+            }
+        }
+    }
+
+    /// One gauge family over every token `value` gives a value for.
+    fn gauge(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        value: fn(&TokenSample<'_>) -> Option<i64>,
+    ) -> Result<(), std::fmt::Error> {
+        let mut family =
+            encoder.encode_descriptor(name, help, None, Gauge64::new(0).metric_type())?;
+        let mut result = Ok(());
+        self.each(&mut |t| {
+            if let (Some(v), Ok(())) = (value(t), &result) {
+                let labels = [
+                    ("kind", t.kind),
+                    ("namespace", t.namespace),
+                    ("name", t.name),
+                ];
+                result = family
+                    .encode_family(&labels)
+                    .and_then(|m| Gauge64::new(v).encode(m));
+            }
+        });
+        result
+    }
+}
+
+impl Collector for TokenSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut managed: BTreeMap<(String, String), i64> = BTreeMap::new();
+        self.each(&mut |t| {
+            if let Some(env) = &t.managed_in {
+                let n = managed
+                    .entry((t.kind.to_string(), env.clone()))
+                    .or_default();
+                *n = n.saturating_add(1);
+            }
+        });
+        let mut family = encoder.encode_descriptor(
+            "tokens_managed",
+            "Token resources with a live remote token, by kind and environment",
+            None,
+            Gauge64::new(0).metric_type(),
+        )?;
+        for ((kind, environment), n) in &managed {
+            let labels = [
+                ("kind", kind.as_str()),
+                ("environment", environment.as_str()),
+            ];
+            Gauge64::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+        self.gauge(
+            &mut encoder,
+            "token_expiry_timestamp_seconds",
+            "Expiry of each managed or observed token (Unix seconds)",
+            |t| t.expiry,
+        )?;
+        self.gauge(
+            &mut encoder,
+            "token_next_renewal_timestamp_seconds",
+            "When each managed token will be replaced (Unix seconds)",
+            |t| t.next_renewal,
+        )?;
+        self.gauge(
+            &mut encoder,
+            "pending_revocations",
+            "Superseded tokens still awaiting revocation",
+            |t| {
+                t.pending_revocations
+                    .map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+            },
+        )?;
+        self.gauge(
+            &mut encoder,
+            "observed_token_exists",
+            "1 while a token watched with managementPolicy Observe exists in Frontegg, 0 while it does not",
+            |t| t.observed_exists.map(i64::from),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(
+        Vec<(
+            &'static str,
+            &'static str,
+            Option<&'static str>,
+            Option<i64>,
+        )>,
+    );
+
+    impl TokenSource for Fixed {
+        fn visit(&self, f: &mut dyn FnMut(&TokenSample<'_>)) {
+            for (kind, name, env, expiry) in &self.0 {
+                f(&TokenSample {
+                    kind,
+                    namespace: "ns",
+                    name,
+                    managed_in: env.map(String::from),
+                    expiry: *expiry,
+                    pending_revocations: env.map(|_| 0),
+                    observed_exists: env.is_none().then_some(false),
+                    ..TokenSample::default()
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn per_token_series_are_read_from_the_sources_at_scrape_time() {
+        let metrics = Metrics::new();
+        let before = metrics.encode();
+        assert!(
+            !before.contains("kind=\"UserApiToken\",namespace"),
+            "{before}"
+        );
+        metrics.add_token_source(Arc::new(Fixed(vec![
+            (
+                "UserApiToken",
+                "a",
+                Some("ClusterFronteggEnvironment/e"),
+                Some(100),
+            ),
+            (
+                "UserApiToken",
+                "b",
+                Some("ClusterFronteggEnvironment/e"),
+                None,
+            ),
+            ("UserAccessToken", "w", None, Some(7)),
+        ])));
+        let text = metrics.encode();
+        let p = "frontegg_token_operator_";
+        for line in [
+            format!(
+                "{p}tokens_managed{{kind=\"UserApiToken\",environment=\"ClusterFronteggEnvironment/e\"}} 2"
+            ),
+            format!(
+                "{p}token_expiry_timestamp_seconds{{kind=\"UserApiToken\",namespace=\"ns\",name=\"a\"}} 100"
+            ),
+            format!(
+                "{p}token_expiry_timestamp_seconds{{kind=\"UserAccessToken\",namespace=\"ns\",name=\"w\"}} 7"
+            ),
+            format!(
+                "{p}pending_revocations{{kind=\"UserApiToken\",namespace=\"ns\",name=\"b\"}} 0"
+            ),
+            format!(
+                "{p}observed_token_exists{{kind=\"UserAccessToken\",namespace=\"ns\",name=\"w\"}} 0"
+            ),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        assert!(
+            !text.lines().any(|l| l.starts_with(&format!("{p}token_expiry_timestamp_seconds{{kind=\"UserApiToken\",namespace=\"ns\",name=\"b\""))),
+            "no expiry series for a token without one: {text}"
+        );
+        assert_eq!(
+            text.matches("# TYPE frontegg_token_operator_tokens_managed gauge")
+                .count(),
+            1
+        );
     }
 }

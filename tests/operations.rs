@@ -118,8 +118,18 @@ async fn metrics_report_the_scenario() {
             .await
             .expect("body")
     };
-    let text = scrape().await;
     let p = "frontegg_token_operator_";
+    // The per-token series are read from the operator's cache when scraped, which sees the
+    // Ready status a moment after this test's own read of it: wait for the cache, not a time.
+    let expiry = format!(
+        "{p}token_expiry_timestamp_seconds{{kind=\"UserApiToken\",namespace=\"{}\",name=\"m\"}}",
+        env.ns
+    );
+    let text = wait_for(Duration::from_secs(30), "the token's series", || async {
+        let text = scrape().await;
+        (metric(&text, &expiry) == Some(expires.as_second() as f64)).then_some(text)
+    })
+    .await;
     assert_eq!(
         metric(
             &text,
@@ -158,11 +168,6 @@ async fn metrics_report_the_scenario() {
         env.env_name
     );
     assert_eq!(metric(&text, &managed), Some(1.0), "{text}");
-    let expiry = format!(
-        "{p}token_expiry_timestamp_seconds{{kind=\"UserApiToken\",namespace=\"{}\",name=\"m\"}}",
-        env.ns
-    );
-    assert_eq!(metric(&text, &expiry), Some(expires.as_second() as f64));
     assert!(
         metric(
             &text,
@@ -204,7 +209,19 @@ async fn metrics_report_the_scenario() {
         env.fake.token(&first).await.is_none(),
         "old token revoked on rotation"
     );
-    let text = scrape().await;
+    let pending = format!(
+        "{p}pending_revocations{{kind=\"UserApiToken\",namespace=\"{}\",name=\"m\"}}",
+        env.ns
+    );
+    let text = wait_for(
+        Duration::from_secs(30),
+        "the revocation in the series",
+        || async {
+            let text = scrape().await;
+            (metric(&text, &pending) == Some(0.0)).then_some(text)
+        },
+    )
+    .await;
     assert_eq!(
         metric(
             &text,
@@ -227,11 +244,6 @@ async fn metrics_report_the_scenario() {
         ),
         Some(1.0)
     );
-    let pending = format!(
-        "{p}pending_revocations{{kind=\"UserApiToken\",namespace=\"{}\",name=\"m\"}}",
-        env.ns
-    );
-    assert_eq!(metric(&text, &pending), Some(0.0));
     assert!(
         metric(&text, &format!("{p}rate_limiter_waits_total")).is_some(),
         "rate-limiter waits exposed"
@@ -263,7 +275,12 @@ async fn metrics_report_the_scenario() {
         env.get("userapitokens", "m").await.is_none().then_some(())
     })
     .await;
-    let text = scrape().await;
+    // The series leave with the resource, once the operator's cache sees it go.
+    let text = wait_for(Duration::from_secs(30), "the series gone", || async {
+        let text = scrape().await;
+        (metric(&text, &expiry).is_none() && metric(&text, &managed).is_none()).then_some(text)
+    })
+    .await;
     assert_eq!(
         metric(
             &text,
@@ -284,12 +301,6 @@ async fn metrics_report_the_scenario() {
         })
         .count();
     assert_eq!(deletes, 2);
-    assert_eq!(metric(&text, &managed), Some(0.0));
-    assert_eq!(
-        metric(&text, &expiry),
-        None,
-        "expiry series removed with the token"
-    );
 }
 
 #[tokio::test]
@@ -477,16 +488,23 @@ async fn alerts_and_dashboard_use_metrics_the_operator_exposes() {
     let http = reqwest::Client::new();
     let url = format!("{}/metrics", env.operator.metrics_url);
     let p = "frontegg_token_operator_";
+    let observed = format!(
+        "{p}observed_token_exists{{kind=\"UserAccessToken\",namespace=\"{}\",name=\"watched\"}}",
+        env.ns
+    );
+    // The per-token series come from the operator's cache, so the observed token's series is
+    // waited for together with the failure rather than assumed from the API's status.
     let text = wait_for(
         Duration::from_secs(60),
         "a failed revocation counted",
         || async {
             let text = http.get(&url).send().await.ok()?.text().await.ok()?;
-            metric(
+            (metric(
                 &text,
                 &format!("{p}revocation_failures_total{{kind=\"UserApiToken\"}}"),
             )
             .is_some_and(|n| n >= 1.0)
+                && metric(&text, &observed).is_some())
             .then_some(text)
         },
     )
@@ -497,10 +515,6 @@ async fn alerts_and_dashboard_use_metrics_the_operator_exposes() {
         env.env_name
     );
     assert_eq!(metric(&text, &environment), Some(1.0), "{text}");
-    let observed = format!(
-        "{p}observed_token_exists{{kind=\"UserAccessToken\",namespace=\"{}\",name=\"watched\"}}",
-        env.ns
-    );
     assert_eq!(metric(&text, &observed), Some(0.0), "{text}");
     for series in [
         "token_next_renewal_timestamp_seconds",

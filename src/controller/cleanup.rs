@@ -12,7 +12,6 @@ use super::error::KubeContext;
 use super::execute::{Note, revoke};
 use super::kinds::TokenResource;
 use super::resolve_environment::{self, Purpose, Resolved, effective_ref};
-use super::status::forget_metrics;
 use super::{Context, Error, journal, secret, test_hooks};
 use crate::api::{DeletionPolicy, ManagementPolicy};
 use crate::metrics::Metrics;
@@ -20,7 +19,6 @@ use crate::metrics::Metrics;
 pub async fn cleanup<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Vec<Note>, Error> {
     if obj.common().management_policy == ManagementPolicy::Observe {
         // An observed token was never ours: nothing to revoke or release.
-        forget_metrics(obj, ctx);
         return Ok(Vec::new());
     }
     let status = journal::status_of(obj);
@@ -119,7 +117,6 @@ async fn revoke_all<K: TokenResource>(
 }
 
 fn finished<K: TokenResource>(obj: &K, ctx: &Context) {
-    forget_metrics(obj, ctx);
     ctx.forget(&super::status::object_key(obj), obj.meta().uid.as_deref());
 }
 

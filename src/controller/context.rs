@@ -9,7 +9,7 @@ use super::events::EventPublisher;
 use super::resolve_environment::ClientRegistry;
 use super::throttle::IssueThrottle;
 use crate::api::EnvironmentRef;
-use crate::metrics::{EnvironmentLabels, ManagedLabels, Metrics};
+use crate::metrics::{EnvironmentLabels, Metrics};
 
 /// Operator settings (flags and environment variables).
 #[derive(Clone, Debug)]
@@ -53,7 +53,6 @@ pub struct Context {
     /// Environments with an environment_ready series, so that deleted ones lose theirs.
     pub environments_seen: Mutex<std::collections::HashSet<EnvironmentLabels>>,
     failures: Mutex<HashMap<String, u32>>,
-    managed: Mutex<HashMap<String, ManagedLabels>>,
 }
 
 impl Context {
@@ -75,7 +74,6 @@ impl Context {
             caches: Caches::default(),
             environments_seen: Mutex::default(),
             failures: Mutex::default(),
-            managed: Mutex::default(),
         }
     }
 
@@ -92,27 +90,6 @@ impl Context {
             .unwrap_or(1);
         let base = Duration::from_secs(1).saturating_mul(1u32 << n.saturating_sub(1).min(9));
         base.min(Duration::from_secs(300)).mul_f64(jitter(0.8, 1.2))
-    }
-
-    /// Records that `object` holds a live token of `labels` (None: it no longer does), and
-    /// moves the tokens_managed gauge of the affected (kind, environment) pairs.
-    pub fn track_managed(&self, object: &str, labels: Option<ManagedLabels>) {
-        let Ok(mut managed) = self.managed.lock() else {
-            return;
-        };
-        let previous = match &labels {
-            Some(l) => managed.insert(object.to_string(), l.clone()),
-            None => managed.remove(object),
-        };
-        if previous == labels {
-            return;
-        }
-        if let Some(p) = previous {
-            self.metrics.tokens_managed.get_or_create(&p).dec();
-        }
-        if let Some(l) = labels {
-            self.metrics.tokens_managed.get_or_create(&l).inc();
-        }
     }
 
     /// Forgets everything kept in memory about a deleted resource.

@@ -23,6 +23,7 @@ mod policy;
 mod reconcile;
 mod resolve_environment;
 mod secret;
+mod series;
 mod status;
 mod template;
 mod test_hooks;
@@ -214,6 +215,11 @@ fn spawn_kind<K: TokenResource>(
         Default::default(),
     );
     let controller = Controller::for_stream(trigger, store.clone());
+    ctx.metrics
+        .add_token_source(std::sync::Arc::new(series::StoreSeries::new(
+            store.clone(),
+            ctx.config.default_environment.clone(),
+        )));
     stores.push(wait_ready(store.clone()));
     let default_env = ctx.config.default_environment.clone();
     let by_env = store.clone();

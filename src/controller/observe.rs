@@ -11,7 +11,7 @@ use super::dereference::{group_key, owner, token_environment};
 use super::drift::{self, WantedRemote};
 use super::execute::Note;
 use super::kinds::TokenResource;
-use super::status::{record_drift, token_labels};
+use super::status::record_drift;
 use super::{Context, Error, conditions, context, validate};
 use crate::api::{ObservedToken, TokenStatus};
 
@@ -97,22 +97,6 @@ pub async fn observe<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Observa
             .get_or_create(&crate::metrics::Metrics::kind_action(K::KIND, "reported"))
             .inc();
         notes.push(note);
-    }
-    let labels = token_labels(obj);
-    ctx.metrics
-        .observed_exists
-        .get_or_create(&labels)
-        .set(i64::from(observed.exists));
-    match observed.expires_at {
-        Some(t) => {
-            ctx.metrics
-                .token_expiry
-                .get_or_create(&labels)
-                .set(t.as_second());
-        }
-        None => {
-            ctx.metrics.token_expiry.remove(&labels);
-        }
     }
     status.observed = Some(observed);
     status.observed_generation = generation;

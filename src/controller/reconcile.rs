@@ -319,7 +319,6 @@ async fn apply<K: TokenResource>(
     let requeue = status::finish(
         obj,
         ctx,
-        &world.env,
         &desired,
         &mut new_status,
         now,

@@ -12,25 +12,21 @@ use serde_json::json;
 use super::error::KubeContext;
 use super::kinds::TokenResource;
 use super::plan::{Desired, renewal_time};
-use super::resolve_environment::Resolved;
 use super::{Context, Error, conditions};
 use crate::api::TokenStatus;
-use crate::metrics::{ManagedLabels, TokenLabels};
 
 pub const FIELD_MANAGER: &str = "frontegg-token-operator";
 
 /// A failed revocation is retried this soon, not after a full resync.
 const REVOCATION_RETRY: Duration = Duration::from_secs(30);
 
-/// Marks a successful pass Ready, records the next renewal and the token metrics, and returns
+/// Marks a successful pass Ready, records the next renewal, and returns
 /// when to look again: the next renewal, the end of a grace period, or the resync. After a
 /// pass that only settled an interrupted issuance, it changes nothing and asks for another
 /// pass at once.
-#[allow(clippy::too_many_arguments)]
 pub fn finish<K: TokenResource>(
     obj: &K,
     ctx: &Context,
-    env: &Resolved,
     desired: &Desired,
     status: &mut TokenStatus,
     now: Timestamp,
@@ -57,7 +53,6 @@ pub fn finish<K: TokenResource>(
         .current
         .as_ref()
         .and_then(|c| renewal_time(c.issued_at, c.expires_at, desired.renew_before));
-    record_metrics(obj, ctx, env, status);
 
     let until = |t: Timestamp| Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO);
     let mut requeue = status.next_renewal.map_or(ctx.config.resync, until);
@@ -118,49 +113,6 @@ pub fn record_drift(
 }
 
 pub const REMOTE_DRIFT: &str = "RemoteDrift";
-
-fn record_metrics<K: TokenResource>(obj: &K, ctx: &Context, env: &Resolved, status: &TokenStatus) {
-    let managed = status.current.as_ref().map(|_| ManagedLabels {
-        kind: K::KIND.into(),
-        environment: env.key.clone(),
-    });
-    ctx.track_managed(&object_key(obj), managed);
-    let labels = token_labels(obj);
-    if let Some(expires) = status.current.as_ref().and_then(|c| c.expires_at) {
-        ctx.metrics
-            .token_expiry
-            .get_or_create(&labels)
-            .set(expires.as_second());
-    }
-    if let Some(renewal) = status.next_renewal {
-        ctx.metrics
-            .next_renewal
-            .get_or_create(&labels)
-            .set(renewal.as_second());
-    }
-    ctx.metrics
-        .pending_revocations
-        .get_or_create(&labels)
-        .set(i64::try_from(status.pending_revocations.len()).unwrap_or(i64::MAX));
-}
-
-/// Drops the per-token series of a deleted resource.
-pub fn forget_metrics<K: TokenResource>(obj: &K, ctx: &Context) {
-    let labels = token_labels(obj);
-    ctx.track_managed(&object_key(obj), None);
-    ctx.metrics.token_expiry.remove(&labels);
-    ctx.metrics.next_renewal.remove(&labels);
-    ctx.metrics.pending_revocations.remove(&labels);
-    ctx.metrics.observed_exists.remove(&labels);
-}
-
-pub fn token_labels<K: TokenResource>(obj: &K) -> TokenLabels {
-    TokenLabels {
-        kind: K::KIND.into(),
-        namespace: obj.namespace().unwrap_or_default(),
-        name: obj.name_any(),
-    }
-}
 
 /// `Kind/namespace/name`: the key of per-resource state and of log lines.
 pub fn object_key<K: TokenResource>(obj: &K) -> String {
