@@ -28,6 +28,7 @@ mod status;
 mod template;
 mod test_hooks;
 mod throttle;
+mod trigger;
 mod validate;
 
 pub use context::{Config, Context};
@@ -170,8 +171,11 @@ where
     }
 }
 
-/// Token resources per page of the initial (and any re-) list.
-const TOKEN_LIST_PAGE: u32 = 500;
+/// Token resources per page of the initial (and any re-) list. The four kinds list at once,
+/// and a page is held raw and decoded while the store grows: at client-go's 500 that was
+/// 7.6 MiB of a restart's peak at 5,000 tokens (heaptrack). 100 costs 50 list requests
+/// instead of 10 at 5,000 tokens, served from the API server's watch cache.
+const TOKEN_LIST_PAGE: u32 = 100;
 
 fn spawn_kind<K: TokenResource>(
     ctx: &Arc<Context>,
@@ -196,23 +200,22 @@ fn spawn_kind<K: TokenResource>(
     // request, finalizers, deletion), never on our own status writes: a failure whose message
     // the remote controls would otherwise re-trigger itself at once, bypassing the backoff.
     let (store, writer) = reflector::store();
-    let trigger = reflector(
-        writer,
-        // Pages of 500: a start (or a relist) with 20,000 tokens must not hold one
-        // unpaginated response of all of them, and its decoded copy, next to the store.
-        watcher(
-            api_for::<K>(client, ns),
-            watcher::Config::default().page_size(TOKEN_LIST_PAGE),
+    let trigger = trigger::changed(
+        reflector(
+            writer,
+            // Paginated: a start (or a relist) with 20,000 tokens must not hold one unpaginated
+            // response of all of them, and its decoded copy, next to the store.
+            watcher(
+                api_for::<K>(client, ns),
+                watcher::Config::default().page_size(TOKEN_LIST_PAGE),
+            )
+            .modify(strip_for_cache),
         )
-        .modify(strip_for_cache),
-    )
-    .applied_objects()
-    .predicate_filter(
+        .applied_objects(),
         predicates::generation
             .combine(user_annotations)
             .combine(predicates::finalizers)
             .combine(deletion),
-        Default::default(),
     );
     let controller = Controller::for_stream(trigger, store.clone());
     ctx.metrics
