@@ -276,13 +276,15 @@ fn spawn_kind<K: TokenResource>(
 
 /// What the cache keeps of a token resource: everything the pipeline reads. managedFields and
 /// kubectl's last-applied copy of the object are most of a small object's size, and nothing
-/// here reads them; at thousands of tokens they were most of the operator's memory.
-fn strip_for_cache<K: Resource>(obj: &mut K) {
+/// here reads them; at thousands of tokens they were most of the operator's memory. A closed
+/// issuance journal reads as none, so it goes too.
+fn strip_for_cache<K: TokenResource>(obj: &mut K) {
     let meta = obj.meta_mut();
     meta.managed_fields = None;
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
+    journal::forget_if_closed(obj);
 }
 
 /// Hashes the annotations but the issuance journal, which only the operator writes, in the

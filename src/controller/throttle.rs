@@ -10,11 +10,22 @@ use jiff::Timestamp;
 
 /// When each resource (by UID) last attempted a remote create. The status holds the same
 /// fact durably (`current.issuedAt`); this map also covers attempts whose status write never
-/// happened (the create failed half-way, or the Secret write was refused).
+/// happened (the create failed half-way, or the Secret write was refused). An entry older
+/// than the interval no longer restrains anything, so such entries are swept whenever the map
+/// has doubled: it holds about one interval's attempts, not one entry per token ever issued.
 #[derive(Default)]
 pub struct IssueThrottle {
-    last_attempt: Mutex<HashMap<String, Timestamp>>,
+    last_attempt: Mutex<Attempts>,
 }
+
+#[derive(Default)]
+struct Attempts {
+    by_uid: HashMap<String, Timestamp>,
+    sweep_at: usize,
+}
+
+/// The map's size below which it is never swept.
+const SWEEP_FLOOR: usize = 1024;
 
 impl IssueThrottle {
     /// Claims the right to create now, or returns how long to wait. `recorded` is the last
@@ -26,10 +37,14 @@ impl IssueThrottle {
         now: Timestamp,
         interval: Duration,
     ) -> Result<(), Duration> {
-        let Ok(mut last) = self.last_attempt.lock() else {
+        let Ok(mut attempts) = self.last_attempt.lock() else {
             // A poisoned map means a panic elsewhere; refusing is the safe side.
             return Err(interval);
         };
+        let Attempts {
+            by_uid: last,
+            sweep_at,
+        } = &mut *attempts;
         let latest = match (last.get(uid).copied(), recorded) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -38,13 +53,18 @@ impl IssueThrottle {
             return Err(wait);
         }
         last.insert(uid.to_string(), now);
+        if last.len() >= *sweep_at {
+            last.retain(|_, at| wait_before_next(Some(*at), now, interval).is_some());
+            last.shrink_to_fit();
+            *sweep_at = last.len().saturating_mul(2).max(SWEEP_FLOOR);
+        }
         Ok(())
     }
 
     /// Forgets a deleted resource.
     pub fn forget(&self, uid: &str) {
-        if let Ok(mut last) = self.last_attempt.lock() {
-            last.remove(uid);
+        if let Ok(mut attempts) = self.last_attempt.lock() {
+            attempts.by_uid.remove(uid);
         }
     }
 }
@@ -64,6 +84,36 @@ pub fn wait_before_next(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempts_older_than_the_interval_are_swept_and_recent_ones_kept() {
+        let throttle = IssueThrottle::default();
+        let interval = Duration::from_secs(60);
+        let start: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        // 10,000 resources issued at 100/s: 100 s, more than one interval.
+        for i in 0..10_000u64 {
+            let now = start + Duration::from_millis(10 * i);
+            assert!(
+                throttle
+                    .try_acquire(&format!("uid-{i}"), None, now, interval)
+                    .is_ok()
+            );
+        }
+        let held = throttle.last_attempt.lock().unwrap().by_uid.len();
+        assert!(held < 8_000, "swept: {held} entries held");
+        // The last interval's attempts still restrain.
+        let now = start + Duration::from_millis(100_000);
+        assert!(
+            throttle
+                .try_acquire("uid-9999", None, now, interval)
+                .is_err()
+        );
+        assert!(
+            throttle
+                .try_acquire("uid-9000", None, now, interval)
+                .is_err()
+        );
+    }
 
     #[test]
     fn a_planner_that_always_rotates_gets_one_create_per_interval() {
