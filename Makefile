@@ -19,7 +19,7 @@ tools: ## build/fetch the control plane, the node, promtool, kubectl, helm and t
 build: ## build the binaries (operator, fake, test consumer)
 	cargo build --bins
 
-release: ## the Dockerfile's cargo build (release, locked), without the LTO the shipped image adds
+release: ## the Dockerfile's cargo build (release, locked), without the LTO and size optimisation the shipped image adds
 	cargo build --release --locked --bins
 
 image: release ## OCI image archives for the node, without Docker: target/images/*.tar
