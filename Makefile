@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help tools build release image crds test lint dev dev-down bench
+.PHONY: help tools build release image crds test lint dev dev-down bench apiserver-profile
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -44,3 +44,6 @@ dev-down: ## stop the playground
 
 bench: tools release ## benchmarks; writes docs/benchmarks.md
 	hack/bench
+
+apiserver-profile: tools ## where a token's cost goes in the API server (after make bench)
+	hack/apiserver-profile

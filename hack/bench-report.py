@@ -154,9 +154,11 @@ def report(data):
             ("identity creates", med(runs, "steady", "identityCreates"), 0),
             ("CPU seconds per period", med(runs, "steady", "cpuSecsPerPeriod"), 2),
             ("restart: seconds until /readyz", med(runs, "restart", "readySecs"), 2),
-            ("restart: seconds until every token is managed again", med(runs, "restart", "allManagedSecs"), 2),
-            ("restart: identity calls until then", med(runs, "restart", "identityCalls"), 0),
-            ("restart: Kubernetes reads (get, list) until then", med(runs, "restart", "reads"), 0),
+            # tokens_managed is read from the token cache: it is back once the cache is, and
+            # the window runs 2 s past that; the reads show the reconciles it holds.
+            ("restart: seconds until `tokens_managed` is back (the cache synced)", med(runs, "restart", "allManagedSecs"), 2),
+            ("restart: identity calls until 2 s after that", med(runs, "restart", "identityCalls"), 0),
+            ("restart: Kubernetes reads (get, list) until 2 s after that", med(runs, "restart", "reads"), 0),
             ("restart: identity creates", med(runs, "restart", "identityCreates"), 0),
             ("restart: Kubernetes writes (Events apart)", med(runs, "restart", "writes"), 0),
             ("restart: peak RSS of the new process, MiB", (med(runs, "restart", "vmHwmKiB") or 0) / 1024, 1),
