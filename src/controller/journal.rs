@@ -55,8 +55,11 @@ pub fn status_of<K: TokenResource>(obj: &K) -> TokenStatus {
 /// 750 bytes per token (a B-tree node and the strings), 15 MiB at 20,000 tokens. An open one
 /// stays: the next pass settles it from the cache.
 pub fn forget_if_closed<K: TokenResource>(obj: &mut K) {
-    let status = obj.token_status().cloned().unwrap_or_default();
-    if read(obj, &status).is_some() {
+    let open = match obj.token_status() {
+        Some(status) => read(obj, status).is_some(),
+        None => read(obj, &TokenStatus::default()).is_some(),
+    };
+    if open {
         return;
     }
     let meta = obj.meta_mut();
