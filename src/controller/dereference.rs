@@ -15,7 +15,7 @@ use super::marker;
 use super::plan::{self, Desired, Observed, RemoteState, SecretState};
 use super::resolve_environment::{self, Purpose, Resolved, effective_ref};
 use super::secret::{self, Credential, SecretContext};
-use super::{Context, Error, policy};
+use super::{Context, Error, journal, policy};
 use crate::api::{IssuedTokenRecord, TokenStatus};
 use crate::identity::{AuthMode, ExposeSecret, RemoteToken, TokenEndpoint, TokenOwner};
 
@@ -24,6 +24,7 @@ pub struct World {
     pub env: Resolved,
     pub owner: TokenOwner,
     pub secrets: Api<Secret>,
+    /// The token's Secret as read this pass. `None` also when it was not read (`SecretRead`).
     pub live_secret: Option<Secret>,
     pub credential: Option<Credential>,
     pub observed: Observed,
@@ -38,6 +39,28 @@ impl World {
             tenant_id: &self.owner.tenant_id,
             user_id: self.owner.user_id.as_deref(),
         }
+    }
+}
+
+/// Whether a pass reads the token's Secret from the API server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretRead {
+    /// Not for a resource that never held a token (no finalizer, no token recorded or being
+    /// issued, nothing to import): no Secret of ours can exist for it. Its first issue probes
+    /// with a dry-run create, which finds any other Secret by that name
+    /// (`Error::SecretAppeared`), and the pass runs again with `Always`.
+    UnlessNew,
+    Always,
+}
+
+impl SecretRead {
+    fn needed<K: TokenResource>(self, obj: &K, desired: &Desired, status: &TokenStatus) -> bool {
+        self == SecretRead::Always
+            || journal::has_finalizer(obj)
+            || desired.import
+            || status.current.is_some()
+            || status.pending_issue.is_some()
+            || !status.pending_revocations.is_empty()
     }
 }
 
@@ -61,6 +84,7 @@ pub async fn dereference<K: TokenResource>(
     ctx: &Context,
     desired: &Desired,
     status: &TokenStatus,
+    read: SecretRead,
 ) -> Result<World, Error> {
     let namespace = obj.namespace().unwrap_or_default();
     let env = token_environment(obj, ctx).await?;
@@ -81,10 +105,14 @@ pub async fn dereference<K: TokenResource>(
         )?;
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let live_secret = secrets
-        .get_opt(&desired.secret_name)
-        .await
-        .context("read the token's Secret")?;
+    let live_secret = if read.needed(obj, desired, status) {
+        secrets
+            .get_opt(&desired.secret_name)
+            .await
+            .context("read the token's Secret")?
+    } else {
+        None
+    };
     if let Some(live) = &live_secret
         && !secret::is_owned_by(live, obj)
     {
@@ -354,4 +382,69 @@ pub fn marked_by_uid(tokens: &[RemoteToken]) -> impl Iterator<Item = (&str, &str
         let (uid, _) = marker::parse(t.description.as_deref()?)?;
         Some((t.id.as_str(), uid))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::api::{FINALIZER, IssueIntent};
+    use crate::controller::fixtures::user_api_token;
+    use crate::controller::validate;
+
+    fn needed(obj: &crate::api::UserApiToken, status: &TokenStatus) -> bool {
+        let desired = validate::desired_state(obj, Duration::from_secs(600)).unwrap();
+        SecretRead::UnlessNew.needed(obj, &desired, status)
+    }
+
+    #[test]
+    fn only_a_resource_that_never_held_a_token_skips_reading_its_secret() {
+        let fresh = user_api_token(|_| {});
+        assert!(!needed(&fresh, &TokenStatus::default()));
+        let desired = validate::desired_state(&fresh, Duration::from_secs(600)).unwrap();
+        assert!(SecretRead::Always.needed(&fresh, &desired, &TokenStatus::default()));
+
+        let mut finalized = fresh.clone();
+        finalized.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        assert!(needed(&finalized, &TokenStatus::default()), "ours");
+        let mut other = fresh.clone();
+        other.metadata.finalizers = Some(vec!["example.com/other".into()]);
+        assert!(!needed(&other, &TokenStatus::default()), "someone else's");
+
+        let recorded = TokenStatus {
+            current: Some(IssuedTokenRecord::default()),
+            ..TokenStatus::default()
+        };
+        assert!(needed(&fresh, &recorded), "a token on record");
+        let issuing = TokenStatus {
+            pending_issue: Some(IssueIntent {
+                attempt_id: "a1".into(),
+                started_at: Timestamp::UNIX_EPOCH,
+                operation: "Initial".into(),
+            }),
+            ..TokenStatus::default()
+        };
+        assert!(needed(&fresh, &issuing), "an issue under way");
+        let revoking = TokenStatus {
+            pending_revocations: vec![crate::api::PendingRevocation {
+                id: "old".into(),
+                reason: "Rotation".into(),
+                not_before: None,
+            }],
+            ..TokenStatus::default()
+        };
+        assert!(needed(&fresh, &revoking), "a revocation due");
+
+        let importing = user_api_token(|c| {
+            c.import = Some(crate::api::ImportSpec {
+                token_id: "tok".into(),
+                secret_ref: crate::api::SecretKeyRef {
+                    name: "old".into(),
+                    key: "secret".into(),
+                },
+            })
+        });
+        assert!(needed(&importing, &TokenStatus::default()), "an import");
+    }
 }

@@ -76,6 +76,10 @@ pub enum Error {
     /// The resource changed after this pass read it; nothing was written, the pass runs again.
     #[error("the resource changed while trying to {action}; planning again")]
     Stale { action: &'static str },
+    /// A Secret by the token's name exists though this pass did not read one
+    /// (`dereference::SecretRead`); nothing was created, the pass runs again and reads it.
+    #[error("Secret {0} exists; reading it and planning again")]
+    SecretAppeared(String),
     #[error("cannot import the token: {0}")]
     ImportFailed(String),
     #[error("the Secret would be refused by the API server: {0}")]
@@ -114,7 +118,7 @@ impl Error {
             Error::RevocationFailed { .. } => "RevocationFailed",
             Error::Kube { .. } => "KubernetesError",
             Error::ReissueThrottled { .. } => "ReissueThrottled",
-            Error::Stale { .. } => "Conflict",
+            Error::Stale { .. } | Error::SecretAppeared(_) => "Conflict",
             Error::SecretRejected(_) => "InvalidSpec",
             Error::ImportFailed(_) => "ImportFailed",
             Error::VerificationFailed(_) => "VerificationFailed",
@@ -129,6 +133,7 @@ impl Error {
             Error::Identity(e) => !e.is_retryable(),
             Error::Kube { .. }
             | Error::Stale { .. }
+            | Error::SecretAppeared(_)
             | Error::ReissueThrottled { .. }
             | Error::Internal(_)
             | Error::VerificationFailed(_) => false,

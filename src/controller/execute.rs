@@ -91,16 +91,28 @@ pub async fn issue<K: TokenResource>(
     // The apiserver checks the Secret's shape (keys, labels, annotations, size) before a
     // token exists that could not be written anywhere.
     let probe = validate::probe_secret(obj, desired, &world.secret_context())?;
-    dry_run_secret(&world.secrets, probe).await?;
+    match &world.live_secret {
+        // The Secret will be created: probe exactly that, which also finds a Secret this pass
+        // did not read or that appeared since.
+        None => dry_run_create(&world.secrets, probe).await?,
+        Some(_) => dry_run_secret(&world.secrets, probe).await?,
+    }
     let uid = obj.meta().uid.clone().unwrap_or_default();
-    ctx.throttle
-        .try_acquire(
-            &uid,
-            status.current.as_ref().map(|c| c.issued_at),
-            now,
-            ctx.config.min_reissue_interval,
-        )
-        .map_err(|wait| Error::ReissueThrottled { wait })?;
+    if let Err(wait) = ctx.throttle.try_acquire(
+        &uid,
+        status.current.as_ref().map(|c| c.issued_at),
+        now,
+        ctx.config.min_reissue_interval,
+    ) {
+        // Most often a pass on a cached object that predates the status of the token just
+        // issued: then plan again on fresh state, without reporting a failure.
+        if journal::cache_is_behind(obj, ctx).await? {
+            return Err(Error::Stale {
+                action: "issue a token",
+            });
+        }
+        return Err(Error::ReissueThrottled { wait });
+    }
 
     // The journal, with the finalizer: durable before the create, so that a crash at any
     // later point leaves a trace the next pass settles (see `recover`).
@@ -578,6 +590,23 @@ fn as_apply_patch(secret: &Secret) -> Result<serde_json::Value, Error> {
         map.insert("kind".into(), json!("Secret"));
     }
     Ok(patch)
+}
+
+/// Server-side dry-run create: the apiserver's own validation, with nothing stored.
+async fn dry_run_create(secrets: &Api<Secret>, probe: Secret) -> Result<(), Error> {
+    let name = probe.metadata.name.clone().unwrap_or_default();
+    let params = PostParams {
+        dry_run: true,
+        field_manager: Some(FIELD_MANAGER.into()),
+    };
+    match secrets.create(&params, &probe).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::SecretAppeared(name)),
+        Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => Err(
+            Error::SecretRejected(status.message.chars().take(500).collect()),
+        ),
+        Err(e) => Err(e).context("dry-run the token's Secret"),
+    }
 }
 
 /// Server-side dry-run apply: the apiserver's own validation, with nothing stored.

@@ -93,6 +93,17 @@ pub async fn open<K: TokenResource>(
     .await
 }
 
+/// Whether the API server has a newer version of `obj` than the cache handed us: the
+/// journal's precondition, asked without writing.
+pub async fn cache_is_behind<K: TokenResource>(obj: &K, ctx: &Context) -> Result<bool, Error> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let fresh = api
+        .get_metadata(&obj.name_any())
+        .await
+        .context("read the token resource's metadata")?;
+    Ok(fresh.metadata.resource_version != obj.meta().resource_version)
+}
+
 /// The finalizer alone: before an import records a token, or where someone removed it from a
 /// resource that holds one.
 pub async fn ensure_finalizer<K: TokenResource>(obj: &K, ctx: &Context) -> Result<(), Error> {

@@ -16,11 +16,9 @@ use futures::FutureExt;
 use jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Api, ResourceExt};
 
 use super::access_token::JwtState;
-use super::dereference::dereference;
-use super::error::KubeContext;
+use super::dereference::{SecretRead, dereference};
 use super::execute::{self, Note, PatchReason};
 use super::kinds::TokenResource;
 use super::plan::{self, Plan};
@@ -132,6 +130,19 @@ async fn apply<K: TokenResource>(
     ctx: &Context,
     written: &mut Option<TokenStatus>,
 ) -> Result<Outcome, Error> {
+    match apply_pass(obj, ctx, written, SecretRead::UnlessNew).await {
+        // Nothing was written yet; once more, knowing what that Secret is.
+        Err(Error::SecretAppeared(_)) => apply_pass(obj, ctx, written, SecretRead::Always).await,
+        result => result,
+    }
+}
+
+async fn apply_pass<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    written: &mut Option<TokenStatus>,
+    read: SecretRead,
+) -> Result<Outcome, Error> {
     test_hooks::panic_if_requested(obj);
     if obj.common().management_policy == ManagementPolicy::Observe {
         let seen = observe::observe(obj, ctx).await?;
@@ -160,7 +171,7 @@ async fn apply<K: TokenResource>(
     // validate (no client required)
     let desired = validate::desired_state(obj, ctx.config.grace_period)?;
 
-    let world = dereference(obj, ctx, &desired, &status).await?;
+    let world = dereference(obj, ctx, &desired, &status, read).await?;
 
     let now = Timestamp::now();
     let mut new_status = status.clone();
@@ -177,10 +188,11 @@ async fn apply<K: TokenResource>(
         ctx.config.resync,
     );
     tracing::debug!(object = %object_key(obj), ?step, "planned");
-    if matches!(step, Plan::Issue { .. } | Plan::Recover(_)) && cache_is_behind(obj, ctx).await? {
-        // Creating a remote token is the one step that cannot be repeated safely. A reconcile
-        // triggered by our own Secret write can see a cached object that predates our status
-        // write; decide again on fresh state instead of issuing a second token.
+    // Creating a remote token is the one step that cannot be repeated safely. A reconcile
+    // triggered by our own Secret write can see a cached object that predates our status
+    // write; decide again on fresh state instead of issuing a second token. An issue checks
+    // this for free: its journal write carries the cached resourceVersion (`journal::open`).
+    if matches!(step, Plan::Recover(_)) && journal::cache_is_behind(obj, ctx).await? {
         tracing::debug!(object = %object_key(obj), "cache behind the API server; re-planning");
         return Ok(Outcome {
             status,
@@ -332,16 +344,6 @@ async fn apply<K: TokenResource>(
     })
 }
 
-/// Whether the API server has a newer version of `obj` than the cache handed us.
-async fn cache_is_behind<K: TokenResource>(obj: &K, ctx: &Context) -> Result<bool, Error> {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let fresh = api
-        .get_metadata(&obj.name_any())
-        .await
-        .context("read the token resource's metadata")?;
-    Ok(fresh.metadata.resource_version != obj.meta().resource_version)
-}
-
 /// Writes the outcome (status, Events) or the failure (Ready=False + Event) and picks the
 /// requeue. Permanent failures wait for a change instead of looping.
 async fn report<K: TokenResource>(
@@ -372,10 +374,10 @@ async fn report<K: TokenResource>(
             ctx.reset_backoff(&key);
             Ok(Action::requeue(outcome.requeue))
         }
-        Err(Error::Stale { action }) => {
+        Err(err @ (Error::Stale { .. } | Error::SecretAppeared(_))) => {
             // Another write won the race; nothing of this pass was done. Plan again on the
             // fresh resource, without a failure to report.
-            tracing::debug!(object = %key, action, "resource changed meanwhile; planning again");
+            tracing::debug!(object = %key, error = %err, "changed meanwhile; planning again");
             Ok(Action::requeue(Duration::from_millis(500)))
         }
         Err(err @ Error::ReissueThrottled { .. }) if ready_is_false(obj) => {
