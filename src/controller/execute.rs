@@ -91,12 +91,7 @@ pub async fn issue<K: TokenResource>(
     // The apiserver checks the Secret's shape (keys, labels, annotations, size) before a
     // token exists that could not be written anywhere.
     let probe = validate::probe_secret(obj, desired, &world.secret_context())?;
-    match &world.live_secret {
-        // The Secret will be created: probe exactly that, which also finds a Secret this pass
-        // did not read or that appeared since.
-        None => dry_run_create(&world.secrets, probe).await?,
-        Some(_) => dry_run_secret(&world.secrets, probe).await?,
-    }
+    dry_run_secret(&world.secrets, probe, world.live_secret.is_some()).await?;
     let uid = obj.meta().uid.clone().unwrap_or_default();
     if let Err(wait) = ctx.throttle.try_acquire(
         &uid,
@@ -592,35 +587,31 @@ fn as_apply_patch(secret: &Secret) -> Result<serde_json::Value, Error> {
     Ok(patch)
 }
 
-/// Server-side dry-run create: the apiserver's own validation, with nothing stored.
-async fn dry_run_create(secrets: &Api<Secret>, probe: Secret) -> Result<(), Error> {
+/// The API server's own validation of the Secret about to be written, with nothing stored: the
+/// create when there is none, which answers 409 for a Secret this pass did not read or that
+/// appeared since; otherwise the apply.
+async fn dry_run_secret(secrets: &Api<Secret>, probe: Secret, exists: bool) -> Result<(), Error> {
     let name = probe.metadata.name.clone().unwrap_or_default();
-    let params = PostParams {
-        dry_run: true,
-        field_manager: Some(FIELD_MANAGER.into()),
+    let result = if exists {
+        secrets
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force().dry_run(),
+                &Patch::Apply(&as_apply_patch(&probe)?),
+            )
+            .await
+    } else {
+        let params = PostParams {
+            dry_run: true,
+            field_manager: Some(FIELD_MANAGER.into()),
+        };
+        secrets.create(&params, &probe).await
     };
-    match secrets.create(&params, &probe).await {
+    match result {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::SecretAppeared(name)),
-        Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => Err(
-            Error::SecretRejected(status.message.chars().take(500).collect()),
-        ),
-        Err(e) => Err(e).context("dry-run the token's Secret"),
-    }
-}
-
-/// Server-side dry-run apply: the apiserver's own validation, with nothing stored.
-async fn dry_run_secret(secrets: &Api<Secret>, probe: Secret) -> Result<(), Error> {
-    let name = probe.metadata.name.clone().unwrap_or_default();
-    match secrets
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force().dry_run(),
-            &Patch::Apply(&as_apply_patch(&probe)?),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 && !exists => {
+            Err(Error::SecretAppeared(name))
+        }
         Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => Err(
             Error::SecretRejected(status.message.chars().take(500).collect()),
         ),
