@@ -1,7 +1,6 @@
 //! Prometheus metrics (served at `/metrics`).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -77,10 +76,11 @@ pub struct Metrics {
     pub imported: Family<KindLabels, Counter>,
     /// Where the per-token series come from at scrape time (the token caches).
     token_sources: Arc<TokenSeries>,
+    /// Every family whose size does not grow with the number of tokens.
     registry: Registry,
-    /// The size of the last scrape: the next one starts with that much room, so a page of
-    /// 20,000 tokens' series is not grown by doubling, holding old and new copies at once.
-    last_scrape_bytes: AtomicUsize,
+    /// The per-token families alone, which a scrape streams (`crate::server`): a page of
+    /// 20,000 tokens' series is about 8 MiB, and the process would hold it whole at each scrape.
+    token_registry: Registry,
 }
 
 impl Metrics {
@@ -105,7 +105,7 @@ impl Metrics {
             imported: Family::default(),
             token_sources: Arc::default(),
             registry: Registry::default(),
-            last_scrape_bytes: AtomicUsize::new(0),
+            token_registry: Registry::default(),
         };
         registry.register(
             "reconciles",
@@ -183,7 +183,8 @@ impl Metrics {
             "Existing remote tokens taken over with spec.import",
             m.imported.clone(),
         );
-        registry.register_collector(Box::new(m.token_sources.clone()));
+        let mut token_registry = Registry::with_prefix("frontegg_token_operator");
+        token_registry.register_collector(Box::new(m.token_sources.clone()));
         // Per-kind counters start at 0: an alert on increase() sees the first failure only
         // against a series that already existed, and a scrape shows every name from the start.
         for kind in [
@@ -213,17 +214,37 @@ impl Metrics {
                 }
             }
         }
-        Metrics { registry, ..m }
+        Metrics {
+            registry,
+            token_registry,
+            ..m
+        }
     }
 
+    /// The whole page at once: the head, then the per-token part.
     pub fn encode(&self) -> String {
-        let room = self.last_scrape_bytes.load(Ordering::Relaxed);
-        let mut out = String::with_capacity(room.saturating_add(room / 16));
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        let mut out = String::new();
+        if self
+            .encode_head(&mut out)
+            .and_then(|()| self.encode_tokens(&mut out))
+            .is_err()
+        {
             out.clear();
         }
-        self.last_scrape_bytes.store(out.len(), Ordering::Relaxed);
         out
+    }
+
+    /// The page's first part, whose size does not grow with the number of tokens.
+    pub fn encode_head(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+        prometheus_client::encoding::text::encode_registry(out, &self.registry)
+    }
+
+    /// The rest of the page: the per-token families, read from the caches as they are
+    /// written, then the end marker. It takes no lock that a reconcile waits on, so a
+    /// client that reads it slowly holds up nothing but itself.
+    pub fn encode_tokens(&self, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+        prometheus_client::encoding::text::encode_registry(out, &self.token_registry)?;
+        prometheus_client::encoding::text::encode_eof(out)
     }
 
     /// Adds a source of per-token series: a scrape reads the token caches themselves, so
@@ -311,10 +332,13 @@ type Gauge64 = prometheus_client::metrics::gauge::ConstGauge<i64>;
 
 impl TokenSeries {
     fn each(&self, f: &mut dyn FnMut(&TokenSample<'_>)) {
-        if let Ok(sources) = self.sources.read() {
-            for source in sources.iter() {
-                source.visit(f);
-            }
+        // A copy of the list, so that a stalled scrape never holds the lock.
+        let sources = match self.sources.read() {
+            Ok(sources) => sources.clone(),
+            Err(_) => return,
+        };
+        for source in &sources {
+            source.visit(f);
         }
     }
 
