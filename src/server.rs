@@ -23,15 +23,16 @@ const SCRAPE_CHUNK: usize = 32 * 1024;
 /// Scrapes encoded at once; more wait their turn. Each holds a blocking thread, which the
 /// HTTP clients also need for name resolution, so a flood of scrapes must not take them all.
 const CONCURRENT_SCRAPES: usize = 2;
-/// How long a client may leave a chunk unread before its scrape is cut off.
-const SCRAPE_STALL: Duration = Duration::from_secs(10);
+/// How long a client may take to read the whole page before it is cut off: a client that
+/// stalls, or reads just fast enough never to stall, would otherwise keep its turn for good.
+const SCRAPE_DEADLINE: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 struct AppState {
     ready: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     scrapes: Arc<Semaphore>,
-    stall: Duration,
+    deadline: Duration,
 }
 
 pub async fn serve(
@@ -44,7 +45,7 @@ pub async fn serve(
         ready,
         metrics,
         scrapes: Arc::new(Semaphore::new(CONCURRENT_SCRAPES)),
-        stall: SCRAPE_STALL,
+        deadline: SCRAPE_DEADLINE,
     });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
@@ -84,7 +85,10 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         chunk: String::new(),
         tx,
         runtime: tokio::runtime::Handle::current(),
-        stall: state.stall,
+        // 30 s from now cannot overflow; were it to, the scrape ends at once, harmlessly.
+        deadline: tokio::time::Instant::now()
+            .checked_add(state.deadline)
+            .unwrap_or_else(tokio::time::Instant::now),
     };
     let metrics = state.metrics.clone();
     // Encoding is synchronous, and waits for the client between chunks.
@@ -116,11 +120,11 @@ struct ChunkSink {
     chunk: String,
     tx: mpsc::Sender<Bytes>,
     runtime: tokio::runtime::Handle,
-    stall: Duration,
+    deadline: tokio::time::Instant,
 }
 
 impl ChunkSink {
-    /// Sends what is collected; an error ends the page (the client left or stalled).
+    /// Sends what is collected; an error ends the page (the client left or ran out of time).
     fn send(&mut self) -> std::fmt::Result {
         if self.chunk.is_empty() {
             return Ok(());
@@ -128,7 +132,7 @@ impl ChunkSink {
         let chunk = Bytes::from(std::mem::take(&mut self.chunk));
         match self
             .runtime
-            .block_on(tokio::time::timeout(self.stall, self.tx.send(chunk)))
+            .block_on(tokio::time::timeout_at(self.deadline, self.tx.send(chunk)))
         {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) | Err(_) => Err(std::fmt::Error),
@@ -179,14 +183,14 @@ mod tests {
         }
     }
 
-    fn state(tokens: usize, stall: Duration) -> AppState {
+    fn state(tokens: usize, deadline: Duration) -> AppState {
         let metrics = Metrics::new();
         metrics.add_token_source(Arc::new(Many(tokens)));
         AppState {
             ready: Arc::new(AtomicBool::new(true)),
             metrics: Arc::new(metrics),
             scrapes: Arc::new(Semaphore::new(CONCURRENT_SCRAPES)),
-            stall,
+            deadline,
         }
     }
 
@@ -199,7 +203,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_scrape_streams_the_whole_page_in_bounded_chunks() {
-        let state = state(5_000, SCRAPE_STALL);
+        let state = state(5_000, SCRAPE_DEADLINE);
         let mut body = scrape(&state).await;
         let (mut page, mut frames, mut largest) = (Vec::new(), 0, 0);
         while let Some(frame) = body.frame().await {
@@ -227,7 +231,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stalled_scrape_is_cut_off_and_gives_up_its_turn() {
         let state = state(5_000, Duration::from_millis(50));
-        // The client reads nothing: the encoder fills the channel, waits out the stall, and
+        // The client reads nothing: the encoder fills the channel, waits out the deadline, and
         // stops. Every turn is free again only once it has.
         let mut body = scrape(&state).await;
         let all = u32::try_from(CONCURRENT_SCRAPES).unwrap();
@@ -250,7 +254,7 @@ mod tests {
         assert!(page.len() < state.metrics.encode().len());
         // The cut-off scrape left nothing behind: the next one is whole.
         let state = AppState {
-            stall: SCRAPE_STALL,
+            deadline: SCRAPE_DEADLINE,
             ..state
         };
         let body = scrape(&state).await.collect().await.unwrap().to_bytes();
