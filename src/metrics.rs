@@ -221,7 +221,9 @@ impl Metrics {
         }
     }
 
-    /// The whole page at once: the head, then the per-token part.
+    /// The whole page at once, which the tests compare the streamed page with; `/metrics`
+    /// itself streams it (`crate::server`).
+    #[cfg(test)]
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if self
