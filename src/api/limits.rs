@@ -117,6 +117,35 @@ pub fn is_label_value(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// Bounds shared by the kinds' role, permission and metadata fields.
+pub fn check_ids(field: &str, ids: Option<&Vec<String>>) -> Result<(), String> {
+    let ids = ids.map_or(&[][..], Vec::as_slice);
+    if ids.len() > MAX_IDS {
+        return Err(format!("{field} has more than {MAX_IDS} entries"));
+    }
+    if ids.iter().any(|id| id.is_empty() || id.len() > MAX_ID_LEN) {
+        return Err(format!(
+            "every entry of {field} must have 1 to {MAX_ID_LEN} characters"
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_metadata(
+    metadata: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<(), String> {
+    let size = metadata
+        .map(|m| serde_json::to_vec(m).map_or(usize::MAX, |v| v.len()))
+        .unwrap_or(0);
+    if size > MAX_METADATA_JSON {
+        return Err(format!(
+            "metadata is larger than {} KiB",
+            MAX_METADATA_JSON / 1024
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

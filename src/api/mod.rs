@@ -28,6 +28,8 @@ pub const ROTATE_ANNOTATION: &str = "tokens.frontegg-operator.io/rotate";
 pub const CREDENTIALS_LABEL: &str = "tokens.frontegg-operator.io/credentials";
 /// Finalizer that guards remote revocation.
 pub const FINALIZER: &str = "tokens.frontegg-operator.io/revoke";
+/// The operator's field manager, for every write it makes.
+pub const FIELD_MANAGER: &str = "frontegg-token-operator";
 /// The issuance journal: written with the finalizer, in one request, before a remote create.
 pub const JOURNAL_ANNOTATION: &str = "tokens.frontegg-operator.io/issue-journal";
 

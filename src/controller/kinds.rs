@@ -4,12 +4,12 @@
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::Resource;
+use kube::ResourceExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::drift::WantedRemote;
-use super::validate::{check_ids, check_metadata};
+use crate::api::limits::{check_ids, check_metadata};
 use crate::api::{
     TenantAccessToken, TenantApiToken, TokenCommonSpec, TokenStatus, UserAccessToken, UserApiToken,
 };
@@ -26,6 +26,18 @@ pub enum SecretLayout {
     ClientCredentials,
     /// `token` (access tokens).
     AccessToken,
+}
+
+/// What the spec says about the attributes a listing shows. `None` fields are not compared
+/// (the kind's listing does not show them, or the spec leaves them to whoever made the token).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WantedRemote {
+    pub description: Option<String>,
+    /// Compared as objects; an absent one equals `{}`.
+    pub metadata: Option<Map<String, Value>>,
+    /// Compared as sets; an absent list equals `[]`.
+    pub role_ids: Option<Vec<String>>,
+    pub permission_ids: Option<Vec<String>>,
 }
 
 pub trait TokenResource:
@@ -241,4 +253,14 @@ impl TokenResource for TenantAccessToken {
 /// The spec's value, or (when asked) the empty value Frontegg lists for an unset field.
 fn or_empty<T: Clone + Default>(value: &Option<T>, unset_as_empty: bool) -> Option<T> {
     value.clone().or_else(|| unset_as_empty.then(T::default))
+}
+
+/// `Kind/namespace/name`: the key of per-resource state and of log lines.
+pub fn object_key<K: TokenResource>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::KIND,
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
 }

@@ -1,0 +1,247 @@
+//! Environment health: vendor authentication with the environment's credentials, reported as
+//! `Ready` so users (and token resources, via watches) see broken credentials at once.
+
+use std::sync::Arc;
+
+use std::panic::AssertUnwindSafe;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::reference::environment_key;
+use super::resolve::client_for;
+use crate::api::{
+    ClusterFronteggEnvironment, EnvironmentConnection, EnvironmentKind, EnvironmentRef,
+    EnvironmentStatus, EnvironmentUser, FIELD_MANAGER, FronteggEnvironment,
+};
+use crate::controller::runtime::conditions;
+use crate::controller::runtime::context::Context;
+use crate::controller::runtime::error::{Error, KubeContext};
+use crate::identity::UserIdentity;
+use crate::metrics::EnvironmentLabels;
+
+/// What the health check needs from either environment kind.
+trait Environment:
+    Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    const KIND: EnvironmentKind;
+    fn connection(&self) -> &EnvironmentConnection;
+    fn health(&self) -> Option<&EnvironmentStatus>;
+    /// Where the credentials Secret is read from.
+    fn secret_namespace(&self, ctx: &Context) -> String;
+    /// The API to write this object's status through.
+    fn status_api(&self, client: kube::Client) -> Api<Self>;
+}
+
+impl Environment for FronteggEnvironment {
+    const KIND: EnvironmentKind = EnvironmentKind::FronteggEnvironment;
+    fn connection(&self) -> &EnvironmentConnection {
+        &self.spec.connection
+    }
+    fn health(&self) -> Option<&EnvironmentStatus> {
+        self.status.as_ref()
+    }
+    fn secret_namespace(&self, _: &Context) -> String {
+        self.namespace().unwrap_or_default()
+    }
+    fn status_api(&self, client: kube::Client) -> Api<Self> {
+        Api::namespaced(client, &self.namespace().unwrap_or_default())
+    }
+}
+
+impl Environment for ClusterFronteggEnvironment {
+    const KIND: EnvironmentKind = EnvironmentKind::ClusterFronteggEnvironment;
+    fn connection(&self) -> &EnvironmentConnection {
+        &self.spec.connection
+    }
+    fn health(&self) -> Option<&EnvironmentStatus> {
+        self.status.as_ref()
+    }
+    fn secret_namespace(&self, ctx: &Context) -> String {
+        ctx.config.operator_namespace.clone()
+    }
+    fn status_api(&self, client: kube::Client) -> Api<Self> {
+        Api::all(client)
+    }
+}
+
+pub fn namespaced(
+    ctx: Arc<Context>,
+    ns: Option<&str>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> (BoxFuture<'static, ()>, Store<FronteggEnvironment>) {
+    let api = match ns {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    run(ctx, api, watcher::Config::default(), shutdown)
+}
+
+pub fn cluster(
+    ctx: Arc<Context>,
+    selector: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> (BoxFuture<'static, ()>, Store<ClusterFronteggEnvironment>) {
+    let mut cfg = watcher::Config::default();
+    if let Some(sel) = &selector {
+        cfg = cfg.labels(sel);
+    }
+    run(ctx.clone(), Api::all(ctx.client.clone()), cfg, shutdown)
+}
+
+fn run<E: Environment>(
+    ctx: Arc<Context>,
+    api: Api<E>,
+    cfg: watcher::Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> (BoxFuture<'static, ()>, Store<E>) {
+    let controller = Controller::new(api, cfg);
+    let store = controller.store();
+    let fut = controller
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |env: Arc<E>, ctx: Arc<Context>| async move {
+                // As for tokens: a panic fails this one environment, never the process.
+                AssertUnwindSafe(check(&*env, &ctx))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        tracing::error!(environment = %env.name_any(), "environment check panicked");
+                        Err(Error::Internal("the environment check panicked".into()))
+                    })
+            },
+            |_, _, ctx| Action::requeue(ctx.config.environment_retry),
+            ctx,
+        )
+        .for_each(|_| async {});
+    (Box::pin(fut), store)
+}
+
+/// The environment_ready gauge, for alerts. Environments have no finalizer, so a deleted
+/// one's series is dropped here, on the next check of any environment, once the caches no
+/// longer hold it.
+fn publish_readiness<E: Environment>(env: &E, ctx: &Context, ready: bool) {
+    let labels = EnvironmentLabels {
+        kind: format!("{:?}", E::KIND),
+        namespace: env.namespace().unwrap_or_default(),
+        name: env.name_any(),
+    };
+    ctx.metrics
+        .environment_ready
+        .get_or_create(&labels)
+        .set(i64::from(ready));
+    let Ok(mut seen) = ctx.environments_seen.lock() else {
+        return;
+    };
+    seen.insert(labels);
+    seen.retain(|l| {
+        let exists = if l.namespace.is_empty() {
+            ctx.caches.cluster_environment(&l.name).is_some()
+        } else {
+            ctx.caches.environment(&l.namespace, &l.name).is_some()
+        };
+        // A miss can also be a cache that has not synced yet: only drop what the check of
+        // this very environment did not just publish.
+        let keep = exists
+            || (l.name == env.name_any() && l.namespace == env.namespace().unwrap_or_default());
+        if !keep {
+            ctx.metrics.environment_ready.remove(l);
+        }
+        keep
+    });
+}
+
+async fn check<E: Environment>(env: &E, ctx: &Context) -> Result<Action, Error> {
+    let result = authenticate(env, ctx).await;
+    publish_readiness(env, ctx, result.is_ok());
+    let current = env.health();
+    let status = health_status(env, current, &result);
+    if Some(&status) != current {
+        let patch =
+            json!({ "apiVersion": E::api_version(&()), "kind": E::kind(&()), "status": status });
+        env.status_api(ctx.client.clone())
+            .patch_status(
+                &env.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .context("write the environment status")?;
+    }
+    Ok(Action::requeue(if result.is_ok() {
+        ctx.config.resync
+    } else {
+        ctx.config.environment_retry
+    }))
+}
+
+/// Vendor (or user token) authentication with the environment's credentials, through the
+/// client token reconciles share: the same key, so one client per environment.
+async fn authenticate<E: Environment>(
+    env: &E,
+    ctx: &Context,
+) -> Result<Option<UserIdentity>, Error> {
+    let env_ref = EnvironmentRef {
+        kind: E::KIND,
+        name: env.name_any(),
+    };
+    let key = environment_key(&env_ref, &env.namespace().unwrap_or_default());
+    let client = client_for(ctx, &key, env.connection(), &env.secret_namespace(ctx)).await?;
+    client.check_credentials().await?;
+    Ok(client.user_identity())
+}
+
+/// The status a check records: Ready with its reason, the base URL, the authenticated user.
+fn health_status<E: Environment>(
+    env: &E,
+    current: Option<&EnvironmentStatus>,
+    result: &Result<Option<UserIdentity>, Error>,
+) -> EnvironmentStatus {
+    let mut status = current.cloned().unwrap_or_default();
+    let generation = env.meta().generation;
+    let (ready, reason, message) = match result {
+        Ok(Some(u)) => (
+            true,
+            "Authenticated",
+            format!(
+                "the user API token authenticates as user {} of tenant {}",
+                u.user_id, u.tenant_id
+            ),
+        ),
+        Ok(None) => (
+            true,
+            "Authenticated",
+            "vendor authentication succeeded".to_string(),
+        ),
+        Err(e) => (false, e.reason(), e.to_string()),
+    };
+    conditions::set(
+        &mut status.conditions,
+        "Ready",
+        ready,
+        reason,
+        &message,
+        generation,
+    );
+    status.observed_generation = generation;
+    status.base_url = Some(env.connection().resolved_base_url());
+    if let Ok(user) = result {
+        status.user = user.as_ref().map(|u| EnvironmentUser {
+            user_id: u.user_id.clone(),
+            tenant_id: u.tenant_id.clone(),
+        });
+    }
+    status
+}

@@ -1,0 +1,337 @@
+//! Resolving a token's environment: the guard rails first (namespace, tenant, this instance's
+//! selector, the allowed base URLs), so a disallowed resource never causes a remote call; then
+//! the credentials, read only from a Secret labelled as credentials; then a shared client.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::Api;
+use kube::api::ListParams;
+use kube::core::{Selector, SelectorExt};
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+
+use super::reference::{base_url_allowed, environment_key, normalise_base_url};
+use crate::api::{
+    AuthModeSpec, CREDENTIALS_LABEL, ClusterFronteggEnvironment, EnvironmentConnection,
+    EnvironmentKind, EnvironmentRef, FronteggEnvironment, TokenPolicy,
+};
+use crate::controller::runtime::context::Context;
+use crate::controller::runtime::error::{Error, KubeContext};
+use crate::identity::{AuthMode, ClientOptions, EnvironmentConfig, IdentityClient};
+
+/// An environment a token may use, with its shared client.
+pub struct Resolved {
+    /// Stable identity of the environment (metrics label, drift-cache key).
+    pub key: String,
+    pub client: Arc<IdentityClient>,
+    /// A ClusterFronteggEnvironment's name and token policy.
+    pub policy: Option<(String, TokenPolicy)>,
+}
+
+/// Why an environment is resolved: issuing checks every guard rail; revoking a token the
+/// operator recorded itself needs no permission (a narrowed policy must not strand tokens).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Issue,
+    Revoke,
+}
+
+/// Resolves the environment for a token in `namespace` acting on `tenant`.
+pub async fn resolve(
+    ctx: &Context,
+    namespace: &str,
+    env_ref: &EnvironmentRef,
+    tenant: &str,
+    purpose: Purpose,
+) -> Result<Resolved, Error> {
+    match env_ref.kind {
+        EnvironmentKind::FronteggEnvironment => namespaced(ctx, namespace, &env_ref.name).await,
+        EnvironmentKind::ClusterFronteggEnvironment => {
+            cluster(ctx, namespace, &env_ref.name, tenant, purpose).await
+        }
+    }
+}
+
+async fn namespaced(ctx: &Context, namespace: &str, name: &str) -> Result<Resolved, Error> {
+    let env = match ctx.caches.environment(namespace, name) {
+        Some(env) => (*env).clone(),
+        None => Api::<FronteggEnvironment>::namespaced(ctx.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .context("read the FronteggEnvironment")?
+            .ok_or_else(|| Error::EnvironmentNotFound {
+                kind: "FronteggEnvironment",
+                name: format!("{namespace}/{name}"),
+            })?,
+    };
+    let key = environment_key(&namespaced_ref(name), namespace);
+    let client = client_for(ctx, &key, &env.spec.connection, namespace).await?;
+    Ok(Resolved {
+        key,
+        client,
+        policy: None,
+    })
+}
+
+fn namespaced_ref(name: &str) -> EnvironmentRef {
+    EnvironmentRef {
+        kind: EnvironmentKind::FronteggEnvironment,
+        name: name.to_string(),
+    }
+}
+
+async fn cluster(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    tenant: &str,
+    purpose: Purpose,
+) -> Result<Resolved, Error> {
+    let env = cluster_environment(ctx, name).await?;
+    if purpose == Purpose::Issue {
+        admit(ctx, &env, namespace, tenant).await?;
+    }
+    let key = format!("ClusterFronteggEnvironment/{name}");
+    let credentials_namespace = &ctx.config.operator_namespace;
+    let client = client_for(ctx, &key, &env.spec.connection, credentials_namespace).await?;
+    Ok(Resolved {
+        key,
+        client,
+        policy: Some((name.to_string(), env.spec.policy)),
+    })
+}
+
+/// A ClusterFronteggEnvironment's guard rails for issuing: the namespace, then the tenant.
+async fn admit(
+    ctx: &Context,
+    env: &ClusterFronteggEnvironment,
+    namespace: &str,
+    tenant: &str,
+) -> Result<(), Error> {
+    let name = env.metadata.name.clone().unwrap_or_default();
+    if !namespace_allowed(ctx, env, namespace).await? {
+        return Err(Error::NamespaceNotAllowed {
+            namespace: namespace.into(),
+            environment: name,
+        });
+    }
+    if !env
+        .spec
+        .allowed_tenants
+        .iter()
+        .any(|t| t == "*" || t == tenant)
+    {
+        return Err(Error::TenantNotAllowed {
+            tenant: tenant.into(),
+            environment: name,
+        });
+    }
+    Ok(())
+}
+
+/// The named ClusterFronteggEnvironment, if this instance serves it: with
+/// --cluster-environment-selector the apiserver picks it by name and labels.
+async fn cluster_environment(
+    ctx: &Context,
+    name: &str,
+) -> Result<ClusterFronteggEnvironment, Error> {
+    // The cache holds only the environments this instance serves (the same selector).
+    if let Some(env) = ctx.caches.cluster_environment(name) {
+        return Ok((*env).clone());
+    }
+    let api: Api<ClusterFronteggEnvironment> = Api::all(ctx.client.clone());
+    let not_found = || Error::EnvironmentNotFound {
+        kind: "ClusterFronteggEnvironment",
+        name: name.to_string(),
+    };
+    let Some(selector) = &ctx.config.cluster_environment_selector else {
+        return api
+            .get_opt(name)
+            .await
+            .context("read the ClusterFronteggEnvironment")?
+            .ok_or_else(not_found);
+    };
+    let params = ListParams::default()
+        .labels(selector)
+        .fields(&format!("metadata.name={name}"));
+    match api
+        .list(&params)
+        .await
+        .context("read the ClusterFronteggEnvironment")?
+        .items
+        .pop()
+    {
+        Some(env) => Ok(env),
+        None => match api
+            .get_opt(name)
+            .await
+            .context("read the ClusterFronteggEnvironment")?
+        {
+            Some(_) => Err(Error::EnvironmentNotServed(name.to_string())),
+            None => Err(not_found()),
+        },
+    }
+}
+
+async fn namespace_allowed(
+    ctx: &Context,
+    env: &ClusterFronteggEnvironment,
+    namespace: &str,
+) -> Result<bool, Error> {
+    let allowed = &env.spec.allowed_namespaces;
+    if allowed.names.iter().any(|n| n == namespace) {
+        return Ok(true);
+    }
+    let Some(selector) = &allowed.selector else {
+        return Ok(false);
+    };
+    // `selector: {}` would match everything in Kubernetes; here it allows nothing (see the
+    // field's documentation): a guard rail opens only on purpose.
+    if selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(|e| e.is_empty())
+    {
+        return Ok(false);
+    }
+    let selector: Selector = selector.clone().try_into().map_err(|e| {
+        Error::InvalidSpec(format!(
+            "ClusterFronteggEnvironment allowedNamespaces.selector: {e}"
+        ))
+    })?;
+    let labels = match ctx.caches.namespace(namespace) {
+        Some(ns) => ns.metadata.labels.clone(),
+        None => Api::<Namespace>::all(ctx.client.clone())
+            .get_opt(namespace)
+            .await
+            .context("read the token's Namespace")?
+            .and_then(|n| n.metadata.labels),
+    }
+    .unwrap_or_default();
+    Ok(selector.matches(&labels))
+}
+
+/// Reads the credentials Secret and returns the (possibly cached) client for them.
+pub async fn client_for(
+    ctx: &Context,
+    key: &str,
+    conn: &EnvironmentConnection,
+    secret_namespace: &str,
+) -> Result<Arc<IdentityClient>, Error> {
+    let base_url = allowed_base_url(ctx, conn)?;
+    let secret = credentials_secret(ctx, conn, secret_namespace).await?;
+    let secret_name = format!("{secret_namespace}/{}", conn.credentials_secret_ref.name);
+    let (client_id, client_secret) = read_credentials(&secret, conn, &secret_name)?;
+    let (qps, burst) = conn
+        .rate_limit
+        .as_ref()
+        .map_or((ctx.config.qps, ctx.config.burst), |r| (r.qps, r.burst));
+    let parts = [
+        base_url.as_str(),
+        &client_id,
+        &client_secret,
+        conn.environment_id.as_deref().unwrap_or(""),
+    ];
+    let fingerprint = fingerprint(&parts, &format!("{qps}/{burst}/{:?}", conn.auth_mode()));
+    ctx.clients.get_or_create(key, fingerprint, || {
+        let options = ClientOptions {
+            qps: NonZeroU32::new(qps).unwrap_or(NonZeroU32::MIN),
+            burst: NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN),
+            timeout: ctx.config.request_timeout,
+            ..ClientOptions::default()
+        };
+        let env = EnvironmentConfig {
+            base_url,
+            client_id,
+            secret: SecretString::from(client_secret),
+            environment_id: conn.environment_id.clone(),
+            auth: match conn.auth_mode() {
+                AuthModeSpec::Vendor => AuthMode::Vendor,
+                AuthModeSpec::UserApiToken => AuthMode::UserApiToken,
+            },
+        };
+        IdentityClient::new(env, options, Some(ctx.metrics.clone())).map_err(Error::Identity)
+    })
+}
+
+/// The connection's base URL as `scheme://host[:port]`, if the operator may call it.
+fn allowed_base_url(ctx: &Context, conn: &EnvironmentConnection) -> Result<String, Error> {
+    let resolved = conn.resolved_base_url();
+    normalise_base_url(&resolved)
+        .filter(|url| base_url_allowed(url, &ctx.config.allowed_base_urls))
+        .ok_or_else(|| Error::BaseUrlNotAllowed {
+            url: resolved.chars().take(200).collect(),
+        })
+}
+
+/// The credentials Secret, from the cache or the API server, if it is marked as credentials.
+async fn credentials_secret(
+    ctx: &Context,
+    conn: &EnvironmentConnection,
+    namespace: &str,
+) -> Result<Arc<Secret>, Error> {
+    let name = &conn.credentials_secret_ref.name;
+    let secret = match ctx.caches.credentials(namespace, name) {
+        Some(secret) => secret,
+        // Also where an unmarked Secret is found, and refused below with its reason.
+        None => Arc::new(
+            Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+                .get_opt(name)
+                .await
+                .context("read the environment's credentials Secret")?
+                .ok_or_else(|| {
+                    Error::CredentialsInvalid(format!("Secret {namespace}/{name} not found"))
+                })?,
+        ),
+    };
+    // Only a Secret someone marked as credentials: otherwise any namespace user could point
+    // an environment at an unrelated Secret (a database password) and have it sent out.
+    let marked = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(CREDENTIALS_LABEL))
+        .is_some_and(|v| v == "true");
+    if !marked {
+        return Err(Error::CredentialsNotMarked {
+            secret: format!("{namespace}/{name}"),
+        });
+    }
+    Ok(secret)
+}
+
+/// The client id and secret, trimmed; a missing or empty key is named, its value never.
+fn read_credentials(
+    secret: &Secret,
+    conn: &EnvironmentConnection,
+    secret_name: &str,
+) -> Result<(String, String), Error> {
+    let read = |k: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                Error::CredentialsInvalid(format!("Secret {secret_name} has no key {k}"))
+            })
+    };
+    let keys = &conn.credentials_secret_ref;
+    Ok((read(&keys.client_id_key)?, read(&keys.secret_key)?))
+}
+
+/// Decides when to build a new client; it holds only a digest of the secret.
+fn fingerprint(parts: &[&str], settings: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hasher.update(settings);
+    format!("{:x}", hasher.finalize())
+}

@@ -1,0 +1,102 @@
+//! Status (pure): what a successful pass records (Ready, the next renewal, drift) and when it
+//! looks again. `token::report` writes it.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use super::plan::{Desired, renewal_time};
+use crate::api::TokenStatus;
+use crate::controller::kinds::TokenResource;
+use crate::controller::runtime::conditions;
+use crate::controller::runtime::events::{EventType, Note};
+use crate::controller::runtime::jitter::jitter;
+
+/// A failed revocation is retried this soon, not after a full resync.
+const REVOCATION_RETRY: Duration = Duration::from_secs(30);
+
+/// Marks a successful pass Ready, records the next renewal, and returns when to look again:
+/// the next renewal, the JWT's refresh, the end of a grace period, or the resync.
+pub fn finish<K: TokenResource>(
+    obj: &K,
+    desired: &Desired,
+    status: &mut TokenStatus,
+    now: Timestamp,
+    resync: Duration,
+    jwt_refresh: Option<Timestamp>,
+) -> Duration {
+    if let Some(c) = &status.current {
+        conditions::set(
+            &mut status.conditions,
+            "Ready",
+            true,
+            "TokenReady",
+            &format!("Secret {} holds token {}", c.secret_name, c.id),
+            obj.meta().generation,
+        );
+    }
+    status.observed_generation = obj.meta().generation;
+    status.next_renewal = status
+        .current
+        .as_ref()
+        .and_then(|c| renewal_time(c.issued_at, c.expires_at, desired.renew_before));
+
+    let until = |t: Timestamp| Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO);
+    let mut requeue = status.next_renewal.map_or(resync, until);
+    if let Some(at) = jwt_refresh {
+        requeue = requeue.min(until(at));
+    }
+    for pending in &status.pending_revocations {
+        let wait = match pending.not_before {
+            Some(t) if t > now => until(t).saturating_add(Duration::from_secs(1)),
+            _ => REVOCATION_RETRY,
+        };
+        requeue = requeue.min(wait);
+    }
+    // Tokens issued together would otherwise resync together, and their groups' drift
+    // lists would reach Frontegg in one burst every period: spread them over ±10 %.
+    requeue.min(resync.mul_f64(jitter(0.9, 1.1)))
+}
+
+/// Sets the RemoteDrift condition from the attributes that differ (`fields`, empty when the
+/// remote token matches). It is added only when there is drift, so tokens that never drift
+/// carry no extra condition (and cost no write). Returns the Warning to publish when drift is
+/// found or its fields change.
+pub fn record_drift(
+    conditions: &mut Vec<Condition>,
+    fields: &[String],
+    hint: &str,
+    generation: Option<i64>,
+) -> Option<Note> {
+    let existing = conditions.iter().find(|c| c.type_ == REMOTE_DRIFT);
+    if fields.is_empty() {
+        if existing.is_some_and(|c| c.status == "True") {
+            conditions::set(
+                conditions,
+                REMOTE_DRIFT,
+                false,
+                "InSync",
+                "the remote token matches the spec",
+                generation,
+            );
+        }
+        return None;
+    }
+    let message = format!(
+        "the remote token was changed outside the operator: {} differ from the spec{hint}",
+        fields.join(", ")
+    );
+    let new = !existing.is_some_and(|c| c.status == "True" && c.message == message);
+    conditions::set(
+        conditions,
+        REMOTE_DRIFT,
+        true,
+        "RemoteDrift",
+        &message,
+        generation,
+    );
+    new.then_some((EventType::Warning, "RemoteDrift", message))
+}
+
+pub const REMOTE_DRIFT: &str = "RemoteDrift";
