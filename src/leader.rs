@@ -23,16 +23,19 @@ pub enum Outcome {
     LostLeadership,
 }
 
+type Stop = Shared<BoxFuture<'static, ()>>;
+type Leader = tokio::sync::watch::Receiver<bool>;
+
 /// Waits for the lease, then runs `lead(stop)` until `shutdown` fires or leadership is lost.
 pub async fn run<F, Fut>(
     client: kube::Client,
     lease: LeaseConfig,
     ready: Arc<AtomicBool>,
-    shutdown: Shared<BoxFuture<'static, ()>>,
+    shutdown: Stop,
     lead: F,
 ) -> anyhow::Result<Outcome>
 where
-    F: FnOnce(Shared<BoxFuture<'static, ()>>) -> Fut,
+    F: FnOnce(Stop) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let manager = LeaseManagerBuilder::new(client, &lease.name)
@@ -47,45 +50,14 @@ where
     // A healthy standby is ready: it can take over at any moment.
     ready.store(true, Ordering::SeqCst);
     tracing::info!(identity = %lease.identity, lease = %lease.name, "waiting for leadership");
-    while !*leader.borrow_and_update() {
-        tokio::select! {
-            changed = leader.changed() => {
-                if changed.is_err() {
-                    anyhow::bail!("leader election stopped unexpectedly");
-                }
-            }
-            () = shutdown.clone() => {
-                drop(leader);
-                let _ = task.await;
-                return Ok(Outcome::ShutDown);
-            }
-        }
+    if !wait_for_leadership(&mut leader, &shutdown).await? {
+        drop(leader);
+        let _ = task.await;
+        return Ok(Outcome::ShutDown);
     }
     tracing::info!(identity = %lease.identity, "acquired leadership; starting controllers");
     ready.store(false, Ordering::SeqCst);
-
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-    let watch_lease = async move {
-        loop {
-            if leader.changed().await.is_err() || !*leader.borrow_and_update() {
-                let _ = lost_tx.send(());
-                return;
-            }
-        }
-    };
-    let lost = lost_rx.map(|_| ()).shared();
-    let stop: Shared<BoxFuture<'static, ()>> = {
-        let (shutdown, lost) = (shutdown.clone(), lost.clone());
-        async move {
-            tokio::select! {
-                () = shutdown => {}
-                () = lost => {}
-            }
-        }
-        .boxed()
-        .shared()
-    };
-    let lease_watch = tokio::spawn(watch_lease);
+    let (stop, lost, lease_watch) = watch_lease(leader, shutdown);
     lead(stop).await;
     if lost.peek().is_some() {
         tracing::error!(identity = %lease.identity, "lost leadership; exiting so that only the new leader writes");
@@ -96,4 +68,46 @@ where
     let _ = lease_watch.await;
     let _ = task.await;
     Ok(Outcome::ShutDown)
+}
+
+/// True once this instance leads; false when `shutdown` fired first.
+async fn wait_for_leadership(leader: &mut Leader, shutdown: &Stop) -> anyhow::Result<bool> {
+    while !*leader.borrow_and_update() {
+        tokio::select! {
+            changed = leader.changed() => {
+                if changed.is_err() {
+                    anyhow::bail!("leader election stopped unexpectedly");
+                }
+            }
+            () = shutdown.clone() => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+/// Watches the lease while leading: `stop` fires on shutdown or on a lost lease, `lost` only
+/// on a lost lease. The task ends when the lease is lost or aborted.
+fn watch_lease(mut leader: Leader, shutdown: Stop) -> (Stop, Stop, tokio::task::JoinHandle<()>) {
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let watch = async move {
+        loop {
+            if leader.changed().await.is_err() || !*leader.borrow_and_update() {
+                let _ = lost_tx.send(());
+                return;
+            }
+        }
+    };
+    let lost: Stop = lost_rx.map(|_| ()).boxed().shared();
+    let stop: Stop = {
+        let lost = lost.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = lost => {}
+            }
+        }
+        .boxed()
+        .shared()
+    };
+    (stop, lost, tokio::spawn(watch))
 }

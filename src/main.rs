@@ -6,7 +6,8 @@
         clippy::expect_used,
         clippy::panic,
         clippy::indexing_slicing,
-        clippy::unchecked_time_subtraction
+        clippy::unchecked_time_subtraction,
+        clippy::too_many_lines
     )
 )]
 
@@ -215,38 +216,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Kubernetes: {e}"))?;
     let metrics = Arc::new(Metrics::new());
-    let events = controller::events::EventPublisher::new(
-        client.clone(),
-        "frontegg-token-operator".into(),
-        std::env::var("POD_NAME").unwrap_or_else(|_| "frontegg-token-operator".into()),
-    );
-    let config = controller::Config {
-        operator_namespace: args.operator_namespace,
+    let ctx = Arc::new(context(
+        &args,
         default_environment,
-        resync: args.resync_period,
-        permanent_retry: args.permanent_failure_retry,
-        environment_retry: args.environment_retry,
-        qps: args.qps,
-        burst: args.burst,
-        request_timeout: args.request_timeout,
-        min_reissue_interval: args.min_reissue_interval,
-        grace_period: args.grace_period,
-        allowed_base_urls: args.allowed_base_urls,
-        cluster_environment_selector: args.cluster_environment_selector.clone(),
-    };
-    let ctx = Arc::new(controller::Context::new(
         client.clone(),
-        events,
-        config,
         metrics.clone(),
     ));
     let scope = controller::WatchScope {
         namespaces: args
             .watch_namespaces
-            .into_iter()
+            .iter()
             .filter(|n| !n.is_empty())
+            .cloned()
             .collect(),
-        cluster_environment_selector: args.cluster_environment_selector,
+        cluster_environment_selector: args.cluster_environment_selector.clone(),
         concurrency: args.concurrency,
     };
     let ready = Arc::new(AtomicBool::new(false));
@@ -269,17 +252,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
     tracing::info!(namespaces = ?scope.namespaces, "starting");
     let result = if args.leader_election {
-        let lease = leader::LeaseConfig {
-            name: args.lease_name,
-            namespace: args
-                .lease_namespace
-                .unwrap_or_else(|| ctx.config.operator_namespace.clone()),
-            identity: std::env::var("POD_NAME").unwrap_or_else(|_| {
-                format!("frontegg-token-operator-{}", uuid::Uuid::new_v4().simple())
-            }),
-            duration_seconds: args.lease_duration_seconds,
-            grace_seconds: args.lease_grace_seconds,
-        };
+        let lease = lease_config(&args, &ctx.config.operator_namespace);
         let controllers_ready = ready.clone();
         match leader::run(client, lease, ready, shutdown, |stop| {
             controller::run(ctx, scope, controllers_ready, stop)
@@ -295,6 +268,50 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     http.abort();
     result
+}
+
+/// The context every reconcile shares, from the flags.
+fn context(
+    args: &RunArgs,
+    default_environment: api::EnvironmentRef,
+    client: kube::Client,
+    metrics: Arc<Metrics>,
+) -> controller::Context {
+    let events = controller::events::EventPublisher::new(
+        client.clone(),
+        "frontegg-token-operator".into(),
+        std::env::var("POD_NAME").unwrap_or_else(|_| "frontegg-token-operator".into()),
+    );
+    let config = controller::Config {
+        operator_namespace: args.operator_namespace.clone(),
+        default_environment,
+        resync: args.resync_period,
+        permanent_retry: args.permanent_failure_retry,
+        environment_retry: args.environment_retry,
+        qps: args.qps,
+        burst: args.burst,
+        request_timeout: args.request_timeout,
+        min_reissue_interval: args.min_reissue_interval,
+        grace_period: args.grace_period,
+        allowed_base_urls: args.allowed_base_urls.clone(),
+        cluster_environment_selector: args.cluster_environment_selector.clone(),
+    };
+    controller::Context::new(client, events, config, metrics)
+}
+
+fn lease_config(args: &RunArgs, operator_namespace: &str) -> leader::LeaseConfig {
+    leader::LeaseConfig {
+        name: args.lease_name.clone(),
+        namespace: args
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| operator_namespace.to_string()),
+        identity: std::env::var("POD_NAME").unwrap_or_else(|_| {
+            format!("frontegg-token-operator-{}", uuid::Uuid::new_v4().simple())
+        }),
+        duration_seconds: args.lease_duration_seconds,
+        grace_seconds: args.lease_grace_seconds,
+    }
 }
 
 async fn wait_for_signal() {

@@ -85,7 +85,6 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("frontegg_token_operator");
         let m = Metrics {
             reconciles: Family::default(),
             reconcile_duration: Family::new_with_constructor(latency_histogram),
@@ -107,86 +106,112 @@ impl Metrics {
             registry: Registry::default(),
             token_registry: Registry::default(),
         };
-        registry.register(
-            "reconciles",
-            "Reconciles by kind and result",
-            m.reconciles.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Reconcile duration by kind",
-            m.reconcile_duration.clone(),
-        );
-        registry.register(
-            "identity_requests",
-            "Frontegg API requests by endpoint and status",
-            m.identity_requests.clone(),
-        );
-        registry.register(
-            "identity_request_duration_seconds",
-            "Frontegg API request latency",
-            m.identity_latency.clone(),
-        );
-        registry.register(
-            "rate_limiter_waits",
-            "Requests delayed by the client-side rate limiter or a 429 gate",
-            m.rate_limiter_waits.clone(),
-        );
-        registry.register(
-            "rate_limiter_wait_seconds",
-            "Time spent waiting for the rate limiter",
-            m.rate_limiter_wait_seconds.clone(),
-        );
-        registry.register("tokens_issued", "Remote tokens created", m.issued.clone());
-        registry.register(
-            "token_rotations",
-            "Tokens replaced by a new one (rotation or repair)",
-            m.rotations.clone(),
-        );
-        registry.register(
-            "token_revocations",
-            "Remote tokens revoked",
-            m.revocations.clone(),
-        );
-        registry.register(
-            "tokens_orphaned",
-            "Tokens left in place on deletion (deletionPolicy Orphan)",
-            m.orphaned.clone(),
-        );
-        registry.register(
-            "reconcile_panics",
-            "Reconciles that panicked (an operator bug), caught and reported as InternalError",
-            m.reconcile_panics.clone(),
-        );
-        registry.register(
-            "revocation_failures",
-            "Revocations that Frontegg refused or that failed (retried; the token stays pending)",
-            m.revocation_failures.clone(),
-        );
-        registry.register(
-            "environment_ready",
-            "1 while an environment authenticates, 0 while it does not",
-            m.environment_ready.clone(),
-        );
-        registry.register(
-            "access_token_refreshes",
-            "JWTs delivered into Secrets, by kind and action (refresh: from a refresh token; exchange: from the client credentials)",
-            m.access_token_refreshes.clone(),
-        );
-        registry.register(
-            "remote_drift",
-            "Remote tokens found changed outside the operator, by kind and action (repaired, reported, reissued)",
-            m.remote_drift.clone(),
-        );
-        registry.register(
-            "tokens_imported",
-            "Existing remote tokens taken over with spec.import",
-            m.imported.clone(),
-        );
+        let registry = m.registered();
         let mut token_registry = Registry::with_prefix("frontegg_token_operator");
         token_registry.register_collector(Box::new(m.token_sources.clone()));
-        // Per-kind counters start at 0: an alert on increase() sees the first failure only
-        // against a series that already existed, and a scrape shows every name from the start.
+        m.start_at_zero();
+        Metrics {
+            registry,
+            token_registry,
+            ..m
+        }
+    }
+
+    /// The registry of every family but the per-token ones.
+    fn registered(&self) -> Registry {
+        let mut registry = Registry::with_prefix("frontegg_token_operator");
+        let r = &mut registry;
+        r.register(
+            "reconciles",
+            "Reconciles by kind and result",
+            self.reconciles.clone(),
+        );
+        r.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration by kind",
+            self.reconcile_duration.clone(),
+        );
+        r.register(
+            "identity_requests",
+            "Frontegg API requests by endpoint and status",
+            self.identity_requests.clone(),
+        );
+        r.register(
+            "identity_request_duration_seconds",
+            "Frontegg API request latency",
+            self.identity_latency.clone(),
+        );
+        r.register(
+            "rate_limiter_waits",
+            "Requests delayed by the client-side rate limiter or a 429 gate",
+            self.rate_limiter_waits.clone(),
+        );
+        r.register(
+            "rate_limiter_wait_seconds",
+            "Time spent waiting for the rate limiter",
+            self.rate_limiter_wait_seconds.clone(),
+        );
+        self.register_outcomes(r);
+        registry
+    }
+
+    /// What happened to tokens and environments, in the page's order.
+    fn register_outcomes(&self, r: &mut Registry) {
+        r.register(
+            "tokens_issued",
+            "Remote tokens created",
+            self.issued.clone(),
+        );
+        r.register(
+            "token_rotations",
+            "Tokens replaced by a new one (rotation or repair)",
+            self.rotations.clone(),
+        );
+        r.register(
+            "token_revocations",
+            "Remote tokens revoked",
+            self.revocations.clone(),
+        );
+        r.register(
+            "tokens_orphaned",
+            "Tokens left in place on deletion (deletionPolicy Orphan)",
+            self.orphaned.clone(),
+        );
+        r.register(
+            "reconcile_panics",
+            "Reconciles that panicked (an operator bug), caught and reported as InternalError",
+            self.reconcile_panics.clone(),
+        );
+        r.register(
+            "revocation_failures",
+            "Revocations that Frontegg refused or that failed (retried; the token stays pending)",
+            self.revocation_failures.clone(),
+        );
+        r.register(
+            "environment_ready",
+            "1 while an environment authenticates, 0 while it does not",
+            self.environment_ready.clone(),
+        );
+        r.register(
+            "access_token_refreshes",
+            "JWTs delivered into Secrets, by kind and action (refresh: from a refresh token; exchange: from the client credentials)",
+            self.access_token_refreshes.clone(),
+        );
+        r.register(
+            "remote_drift",
+            "Remote tokens found changed outside the operator, by kind and action (repaired, reported, reissued)",
+            self.remote_drift.clone(),
+        );
+        r.register(
+            "tokens_imported",
+            "Existing remote tokens taken over with spec.import",
+            self.imported.clone(),
+        );
+    }
+
+    /// Per-kind counters start at 0: an alert on increase() sees the first failure only
+    /// against a series that already existed, and a scrape shows every name from the start.
+    fn start_at_zero(&self) {
         for kind in [
             "UserApiToken",
             "UserAccessToken",
@@ -195,29 +220,27 @@ impl Metrics {
         ] {
             let kind = Metrics::kind(kind);
             for family in [
-                &m.issued,
-                &m.rotations,
-                &m.revocations,
-                &m.orphaned,
-                &m.reconcile_panics,
-                &m.revocation_failures,
-                &m.imported,
+                &self.issued,
+                &self.rotations,
+                &self.revocations,
+                &self.orphaned,
+                &self.reconcile_panics,
+                &self.revocation_failures,
+                &self.imported,
             ] {
                 drop(family.get_or_create(&kind));
             }
             for (family, actions) in [
-                (&m.remote_drift, &["repaired", "reported", "reissued"][..]),
-                (&m.access_token_refreshes, &["refresh", "exchange"][..]),
+                (
+                    &self.remote_drift,
+                    &["repaired", "reported", "reissued"][..],
+                ),
+                (&self.access_token_refreshes, &["refresh", "exchange"][..]),
             ] {
                 for action in actions {
                     drop(family.get_or_create(&Metrics::kind_action(&kind.kind, action)));
                 }
             }
-        }
-        Metrics {
-            registry,
-            token_registry,
-            ..m
         }
     }
 

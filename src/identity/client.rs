@@ -577,13 +577,16 @@ impl IdentityClient {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Answer, Retry>>,
     {
-        let mut backoff = ExponentialBuilder::default()
-            .with_min_delay(self.options.min_backoff)
-            .with_max_delay(self.options.max_backoff)
-            .with_max_times(self.options.max_retries)
-            .with_jitter()
-            .build();
-        let mut rate_limit_waits = 0usize;
+        let mut attempts = Attempts {
+            backoff: ExponentialBuilder::default()
+                .with_min_delay(self.options.min_backoff)
+                .with_max_delay(self.options.max_backoff)
+                .with_max_times(self.options.max_retries)
+                .with_jitter()
+                .build(),
+            rate_limit_waits: 0,
+            idempotent,
+        };
         loop {
             if !admitted {
                 self.breaker.admit(self.options.timeout)?;
@@ -598,42 +601,56 @@ impl IdentityClient {
                 Err(Retry::Auth(e)) => return Err(e),
                 Err(Retry::Fail(f)) => f,
             };
-            match failure.error {
-                IdentityError::RateLimited { reset } => {
-                    // Frontegg answered: it is up, only busy.
-                    self.breaker.succeeded();
-                    self.close_gate(reset);
-                    rate_limit_waits = rate_limit_waits.saturating_add(1);
-                    if duration_until(reset) > self.options.max_inline_wait
-                        || rate_limit_waits > self.options.max_retries
-                    {
-                        return Err(IdentityError::RateLimited { reset });
+            if let Some(delay) = self.after_failure(endpoint, failure, &mut attempts)? {
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+
+    /// What a failed attempt leads to: another one after a delay (`Some`), another one once
+    /// the 429 gate opens (`None`), or the error.
+    fn after_failure(
+        &self,
+        endpoint: &str,
+        failure: Failure,
+        attempts: &mut Attempts<impl Iterator<Item = Duration>>,
+    ) -> Result<Option<Duration>, IdentityError> {
+        match failure.error {
+            IdentityError::RateLimited { reset } => {
+                // Frontegg answered: it is up, only busy.
+                self.breaker.succeeded();
+                self.close_gate(reset);
+                attempts.rate_limit_waits = attempts.rate_limit_waits.saturating_add(1);
+                if duration_until(reset) > self.options.max_inline_wait
+                    || attempts.rate_limit_waits > self.options.max_retries
+                {
+                    return Err(IdentityError::RateLimited { reset });
+                }
+                tracing::debug!(endpoint, "rate limited by Frontegg; waiting for the reset");
+                Ok(None)
+            }
+            // Our own limits: nothing is wrong with the host, the caller requeues.
+            e @ IdentityError::Throttled(_) => Err(e),
+            e if e.is_retryable() => {
+                let retry = !failure.timed_out && (attempts.idempotent || failure.not_sent);
+                match attempts.backoff.next().filter(|_| retry) {
+                    Some(delay) => {
+                        tracing::debug!(endpoint, ?delay, error = %e, "transient failure; backing off");
+                        Ok(Some(delay))
                     }
-                    tracing::debug!(endpoint, "rate limited by Frontegg; waiting for the reset");
-                }
-                // Our own limits: nothing is wrong with the host, the caller requeues.
-                e @ IdentityError::Throttled(_) => return Err(e),
-                e if e.is_retryable() => {
-                    let retry = !failure.timed_out && (idempotent || failure.not_sent);
-                    match backoff.next().filter(|_| retry) {
-                        Some(delay) => {
-                            tracing::debug!(endpoint, ?delay, error = %e, "transient failure; backing off");
-                            tokio::time::sleep(delay).await;
-                        }
-                        None => {
-                            self.breaker.failed(
-                                self.options.breaker_min_cooldown,
-                                self.options.breaker_max_cooldown,
-                            );
-                            return Err(e);
-                        }
+                    None => {
+                        self.breaker.failed(
+                            self.options.breaker_min_cooldown,
+                            self.options.breaker_max_cooldown,
+                        );
+                        Err(e)
                     }
                 }
-                e => {
-                    // Any other answer (4xx, a body we refuse) still proves the host is up.
-                    self.breaker.succeeded();
-                    return Err(e);
-                }
+            }
+            e => {
+                // Any other answer (4xx, a body we refuse) still proves the host is up.
+                self.breaker.succeeded();
+                Err(e)
             }
         }
     }
@@ -955,6 +972,14 @@ fn throttled(why: &str) -> IdentityError {
 }
 
 /// Outcome of one attempt inside `with_retries`.
+/// The retry budget of one request.
+struct Attempts<B> {
+    backoff: B,
+    rate_limit_waits: usize,
+    /// Whether the request may be sent again after it may have reached Frontegg.
+    idempotent: bool,
+}
+
 enum Retry {
     /// Try again immediately (after a vendor token refresh).
     Now,

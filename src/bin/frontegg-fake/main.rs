@@ -19,7 +19,8 @@
         clippy::expect_used,
         clippy::panic,
         clippy::indexing_slicing,
-        clippy::unchecked_time_subtraction
+        clippy::unchecked_time_subtraction,
+        clippy::too_many_lines
     )
 )]
 

@@ -296,50 +296,11 @@ impl Store {
         // Only the API-token DTOs carry metadata.
         let metadata = optional_object(body, "metadata")?
             .filter(|_| matches!(family, Family::UserApi | Family::TenantApi));
-        let expires = match body.get("expiresInMinutes") {
-            None | Some(Value::Null) => None,
-            Some(v) => {
-                let minutes = v
-                    .as_f64()
-                    .ok_or_else(|| ApiError::bad_request("expiresInMinutes must be a number"))?;
-                if minutes < 1.0 {
-                    return Err(ApiError::bad_request(
-                        "expiresInMinutes must not be less than 1",
-                    ));
-                }
-                if let Some(max) = family.max_expires_in_minutes()
-                    && minutes > max
-                {
-                    return Err(ApiError::bad_request(format!(
-                        "expiresInMinutes must not be greater than {max}"
-                    )));
-                }
-                let at = Timestamp::now()
-                    .checked_add(Duration::from_secs_f64(minutes.min(1e9) * 60.0))
-                    .unwrap_or(Timestamp::MAX);
-                Some(
-                    at.round(jiff::Unit::Millisecond)
-                        .map(|t| t.to_string())
-                        .unwrap_or_default(),
-                )
-            }
-        };
+        let expires = expiry(family, body.get("expiresInMinutes"))?;
         let role_ids = optional_strings(body, "roleIds")?;
         let permission_ids = optional_strings(body, "permissionIds")?;
         if family == Family::TenantApi {
-            match (&role_ids, &permission_ids) {
-                (Some(_), Some(_)) => {
-                    return Err(ApiError::bad_request(
-                        "provide either roleIds or permissionIds, not both",
-                    ));
-                }
-                (None, None) => {
-                    return Err(ApiError::bad_request(
-                        "either roleIds or permissionIds must be provided",
-                    ));
-                }
-                _ => {}
-            }
+            roles_or_permissions(role_ids.as_ref(), permission_ids.as_ref())?;
         }
         let token = StoredToken {
             id: random_id(),
@@ -524,4 +485,49 @@ fn render(t: &StoredToken, with_secret: bool) -> Value {
         }
     }
     v
+}
+/// `expiresInMinutes`, within the family's bounds, as the expiry Frontegg returns.
+fn expiry(family: Family, value: Option<&Value>) -> Result<Option<String>, ApiError> {
+    let minutes = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| ApiError::bad_request("expiresInMinutes must be a number"))?,
+    };
+    if minutes < 1.0 {
+        return Err(ApiError::bad_request(
+            "expiresInMinutes must not be less than 1",
+        ));
+    }
+    if let Some(max) = family.max_expires_in_minutes()
+        && minutes > max
+    {
+        return Err(ApiError::bad_request(format!(
+            "expiresInMinutes must not be greater than {max}"
+        )));
+    }
+    let at = Timestamp::now()
+        .checked_add(Duration::from_secs_f64(minutes.min(1e9) * 60.0))
+        .unwrap_or(Timestamp::MAX);
+    Ok(Some(
+        at.round(jiff::Unit::Millisecond)
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+    ))
+}
+
+/// A tenant API token takes roles or permissions, exactly one of them.
+fn roles_or_permissions(
+    role_ids: Option<&Vec<String>>,
+    permission_ids: Option<&Vec<String>>,
+) -> Result<(), ApiError> {
+    match (role_ids, permission_ids) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "provide either roleIds or permissionIds, not both",
+        )),
+        (None, None) => Err(ApiError::bad_request(
+            "either roleIds or permissionIds must be provided",
+        )),
+        _ => Ok(()),
+    }
 }

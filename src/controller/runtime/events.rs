@@ -78,33 +78,7 @@ impl EventPublisher {
                     .map(drop)
             }
             None => {
-                let name = format!(
-                    "{}.{:x}",
-                    regarding.name.as_deref().unwrap_or(&self.controller),
-                    now.as_nanosecond()
-                );
-                let event = Event {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        namespace: Some(namespace),
-                        ..Default::default()
-                    },
-                    action: Some("Reconcile".into()),
-                    reason: Some(reason.into()),
-                    note: Some(note.into()),
-                    event_time: Some(MicroTime(now)),
-                    regarding: Some(regarding.clone()),
-                    reporting_controller: Some(self.controller.clone()),
-                    reporting_instance: Some(self.instance.clone()),
-                    type_: Some(
-                        match type_ {
-                            EventType::Normal => "Normal",
-                            EventType::Warning => "Warning",
-                        }
-                        .into(),
-                    ),
-                    ..Default::default()
-                };
+                let (name, event) = self.new_event(regarding, type_, reason, note, now);
                 let created = events.create(&PostParams::default(), &event).await;
                 if created.is_ok()
                     && let Ok(mut state) = self.state.lock()
@@ -121,6 +95,45 @@ impl EventPublisher {
                 created.map(drop)
             }
         }
+    }
+
+    /// A new Event (not a repeat), named after the object and the time.
+    fn new_event(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: &str,
+        now: Timestamp,
+    ) -> (String, Event) {
+        let name = format!(
+            "{}.{:x}",
+            regarding.name.as_deref().unwrap_or(&self.controller),
+            now.as_nanosecond()
+        );
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: regarding.namespace.clone().or(Some(String::new())),
+                ..Default::default()
+            },
+            action: Some("Reconcile".into()),
+            reason: Some(reason.into()),
+            note: Some(note.into()),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(regarding.clone()),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            type_: Some(
+                match type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .into(),
+            ),
+            ..Default::default()
+        };
+        (name, event)
     }
 
     fn remember(&self, key: u64, now: Timestamp) -> Option<(String, i32)> {

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::io;
 
-use minijinja::machinery::ast::{BinOpKind, CallArg, Expr, Stmt};
+use minijinja::machinery::ast::{BinOp, BinOpKind, CallArg, Expr, Filter, Stmt, Test};
 use minijinja::machinery::{WhitespaceConfig, parse};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value};
@@ -178,21 +178,7 @@ fn check_expr(expr: &Expr<'_>) -> Result<(), String> {
     match expr {
         Expr::Var(_) | Expr::Const(_) => Ok(()),
         Expr::UnaryOp(u) => check_expr(&u.expr),
-        Expr::BinOp(b) => {
-            // `*` repeats strings and `**` grows numbers without bound; nothing needs them.
-            if matches!(
-                b.op,
-                BinOpKind::Mul
-                    | BinOpKind::Pow
-                    | BinOpKind::Div
-                    | BinOpKind::FloorDiv
-                    | BinOpKind::Rem
-            ) {
-                return Err("arithmetic operators other than + and - are not allowed".into());
-            }
-            check_expr(&b.left)?;
-            check_expr(&b.right)
-        }
+        Expr::BinOp(b) => check_bin_op(b),
         Expr::Compare(c) => {
             check_expr(&c.expr)?;
             c.ops.iter().try_for_each(|op| check_expr(&op.expr))
@@ -202,25 +188,8 @@ fn check_expr(expr: &Expr<'_>) -> Result<(), String> {
             check_expr(&i.true_expr)?;
             i.false_expr.as_ref().map_or(Ok(()), check_expr)
         }
-        Expr::Filter(f) => {
-            if !FILTERS.contains(&f.name) {
-                return Err(format!("filter {:?} is not allowed", f.name));
-            }
-            if f.name == "trim" && !f.args.is_empty() {
-                return Err("trim takes no arguments here".into());
-            }
-            if let Some(e) = &f.expr {
-                check_expr(e)?;
-            }
-            check_args(&f.args)
-        }
-        Expr::Test(t) => {
-            if !TESTS.contains(&t.name) {
-                return Err(format!("test {:?} is not allowed", t.name));
-            }
-            check_expr(&t.expr)?;
-            check_args(&t.args)
-        }
+        Expr::Filter(f) => check_filter(f),
+        Expr::Test(t) => check_test(t),
         Expr::GetAttr(g) => check_expr(&g.expr),
         Expr::GetItem(g) => {
             check_expr(&g.expr)?;
@@ -237,6 +206,39 @@ fn check_expr(expr: &Expr<'_>) -> Result<(), String> {
         Expr::Map(m) => m.keys.iter().chain(&m.values).try_for_each(check_expr),
         Expr::Call(_) => Err("function and method calls are not allowed".into()),
     }
+}
+
+fn check_bin_op(b: &BinOp<'_>) -> Result<(), String> {
+    // `*` repeats strings and `**` grows numbers without bound; nothing needs them.
+    if matches!(
+        b.op,
+        BinOpKind::Mul | BinOpKind::Pow | BinOpKind::Div | BinOpKind::FloorDiv | BinOpKind::Rem
+    ) {
+        return Err("arithmetic operators other than + and - are not allowed".into());
+    }
+    check_expr(&b.left)?;
+    check_expr(&b.right)
+}
+
+fn check_filter(f: &Filter<'_>) -> Result<(), String> {
+    if !FILTERS.contains(&f.name) {
+        return Err(format!("filter {:?} is not allowed", f.name));
+    }
+    if f.name == "trim" && !f.args.is_empty() {
+        return Err("trim takes no arguments here".into());
+    }
+    if let Some(e) = &f.expr {
+        check_expr(e)?;
+    }
+    check_args(&f.args)
+}
+
+fn check_test(t: &Test<'_>) -> Result<(), String> {
+    if !TESTS.contains(&t.name) {
+        return Err(format!("test {:?} is not allowed", t.name));
+    }
+    check_expr(&t.expr)?;
+    check_args(&t.args)
 }
 
 fn check_args(args: &[CallArg<'_>]) -> Result<(), String> {
