@@ -25,9 +25,10 @@ release: ## the Dockerfile's cargo build (release, locked), without the LTO and 
 image: release ## OCI image archives for the node, without Docker: target/images/*.tar
 	hack/image/build
 
-crds: ## regenerate crds/ from the Rust types
+crds: ## regenerate crds/, the chart's CRDs and docs/crd-reference.md from the Rust types
 	cargo run -q --bin frontegg-token-operator -- crd > crds/frontegg-token-operator.crds.yaml
 	cargo run -q --bin frontegg-token-operator -- crd --helm > charts/frontegg-token-operator/templates/crds.yaml
+	cargo run -q --bin frontegg-token-operator -- crd --reference > docs/crd-reference.md
 
 lint: ## formatting and clippy gates
 	cargo fmt --check

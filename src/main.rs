@@ -39,8 +39,11 @@ enum Command {
     /// Print every CRD as YAML.
     Crd {
         /// Print the Helm chart's CRD template instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "reference")]
         helm: bool,
+        /// Print the field reference (docs/crd-reference.md) instead.
+        #[arg(long)]
+        reference: bool,
     },
 }
 
@@ -143,7 +146,13 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Crd { helm } => match if helm {
+        Command::Crd {
+            reference: true, ..
+        } => {
+            print!("{}", api::crd_reference());
+            ExitCode::SUCCESS
+        }
+        Command::Crd { helm, .. } => match if helm {
             api::helm_crds_template()
         } else {
             api::crds_yaml()

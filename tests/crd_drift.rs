@@ -1,4 +1,5 @@
-//! crds/ is generated from the Rust types; it must never drift from them.
+//! crds/, the chart's CRDs and docs/crd-reference.md are generated from the Rust types; they
+//! must never drift from them.
 
 #[test]
 fn crds_directory_matches_the_generated_crds() {
@@ -25,6 +26,17 @@ fn chart_crds_match_the_generated_crds() {
     assert!(
         generated == committed,
         "the chart's CRDs are out of date: run `make crds` and commit the result"
+    );
+}
+
+#[test]
+fn the_crd_reference_matches_the_generated_reference() {
+    let generated = frontegg_token_operator::api::crd_reference();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/crd-reference.md");
+    let committed = std::fs::read_to_string(path).expect("read docs/crd-reference.md");
+    assert!(
+        generated == committed,
+        "docs/crd-reference.md is out of date: run `make crds` and commit the result"
     );
 }
 

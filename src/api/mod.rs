@@ -7,6 +7,7 @@
 
 mod environment;
 pub mod limits;
+pub mod reference;
 mod token;
 
 pub use environment::*;
@@ -53,6 +54,11 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
         out.push_str(&serde_yaml::to_string(&crd)?);
     }
     Ok(out)
+}
+
+/// The field reference of every CRD, as `docs/crd-reference.md` holds it.
+pub fn crd_reference() -> String {
+    reference::render(&all_crds())
 }
 
 /// The CRDs as the Helm chart's template: gated by `.Values.crds.install`, annotated with

@@ -332,7 +332,7 @@ pub struct TokenStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_revocations: Vec<PendingRevocation>,
     /// In memory only: the open issuance journal, read from the annotation (see
-    /// `controller::journal`). Never part of the stored status.
+    /// `controller::steps::journal`). Never part of the stored status.
     #[serde(skip)]
     pub pending_issue: Option<IssueIntent>,
     /// The attempt id of the last issuance journal the operator closed (issued, adopted or
