@@ -3,7 +3,11 @@
 #![allow(clippy::duplicated_attributes)]
 
 //! Custom resource types. Everything the user writes and reads lives here; the schema that
-//! `kubectl explain` and admission use is generated from these types (see `crds/`).
+//! `kubectl explain` and admission use is generated from these types (see `crds/`), and so is
+//! `docs/crd-reference.md` (`reference`). `limits` holds the bounds admission and the
+//! operator share.
+//!
+//! May use: nothing else of this crate. Every other module uses it.
 
 mod environment;
 pub mod limits;

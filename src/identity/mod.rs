@@ -1,6 +1,11 @@
 //! Client for Frontegg's identity API (token endpoints) and vendor authentication.
 //!
-//! Contract: `shared/frontegg-openapi/identity.yml` and `vendor-auth.yml`.
+//! Contract: `shared/frontegg-openapi/identity.yml` and `vendor-auth.yml`. `endpoints` holds
+//! the token families and their wire types, `client` the authentication, rate limits,
+//! retries and the circuit breaker, `error` the categories callers branch on.
+//!
+//! May use: `crate::api::limits`. Metrics reach it through `RequestObserver`; it never uses
+//! the controller.
 
 mod client;
 mod endpoints;

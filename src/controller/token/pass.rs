@@ -60,45 +60,36 @@ async fn apply_pass<K: TokenResource>(
     }
     // validate (no client required)
     let desired = validate::desired_state(obj, ctx.config.grace_period)?;
+    // dereference
     let world = dereference(obj, ctx, &desired, &status, read).await?;
     let now = Timestamp::now();
     let mut changes = Changes::new(with_remote_expiry(&status, &world));
     // plan (pure)
-    let step = plan::plan(
-        &desired,
-        &changes.status,
-        &world.observed,
-        now,
-        ctx.config.resync,
-    );
-    tracing::debug!(?step, "planned");
-    if stale_recovery(obj, ctx, &step).await? {
+    let resync = ctx.config.resync;
+    let next = plan::plan(&desired, &changes.status, &world.observed, now, resync);
+    tracing::debug!(?next, "planned");
+    if stale_recovery(obj, ctx, &next).await? {
         return Ok(Outcome::quiet(status, AGAIN));
     }
-    let recovered = matches!(step, Plan::Recover(_));
-    let drift_resolved = resolves_drift(&step);
-    let input = Step {
+    let (recovered, drift_resolved) = (matches!(next, Plan::Recover(_)), resolves_drift(&next));
+    // execute
+    let step = Step {
         obj,
         ctx,
         world: &world,
         desired: &desired,
         now,
     };
-    let executed = execute(&input, step, &mut changes).await;
+    let executed = execute(&step, next, &mut changes).await;
     *written = changes.written.take();
     executed?;
-    let requeue = if recovered {
-        // A pass that only settled an interrupted issuance: the condition keeps saying why
-        // (the failure that interrupted it), and the next pass decides at once.
-        Duration::ZERO
-    } else {
-        record_status(&input, &mut changes, drift_resolved)
+    // status: a pass that only settled an interrupted issuance keeps the condition that says
+    // why (the failure that interrupted it), and the next pass decides at once.
+    let requeue = match recovered {
+        true => Duration::ZERO,
+        false => record_status(&step, &mut changes, drift_resolved),
     };
-    Ok(Outcome {
-        status: changes.status,
-        notes: changes.notes,
-        requeue,
-    })
+    Ok(Outcome::of(changes, requeue))
 }
 
 /// Someone removed the finalizer from a resource that holds tokens: a deletion must still

@@ -11,6 +11,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::api::{FIELD_MANAGER, TokenStatus};
+use crate::controller::issuance::step::Changes;
 use crate::controller::kinds::{TokenResource, object_key};
 use crate::controller::runtime::conditions;
 use crate::controller::runtime::context::Context;
@@ -26,6 +27,15 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// What an executed step changed, to be written, then looked at again after `requeue`.
+    pub fn of(changes: Changes, requeue: Duration) -> Self {
+        Outcome {
+            status: changes.status,
+            notes: changes.notes,
+            requeue,
+        }
+    }
+
     /// Nothing changed but what `status` says; look again after `requeue`.
     pub fn quiet(status: TokenStatus, requeue: Duration) -> Self {
         Outcome {
