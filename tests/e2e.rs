@@ -889,6 +889,80 @@ async fn rotation_keeps_the_old_token_valid_through_the_grace_period() {
     );
 }
 
+/// Waiting for --min-reissue-interval is not a failure: the Secret holds a live credential
+/// throughout, so Ready stays True, and the Rotating condition and a Normal Event say when the
+/// new token comes.
+#[tokio::test]
+async fn a_rotation_within_the_reissue_interval_keeps_ready_true_and_completes_after_it() {
+    let mut env = TestEnv::start("polite").await;
+    env.restart_operator("interval", &["--min-reissue-interval", "15s"], &[]);
+    env.apply(&json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserApiToken","metadata":{"name":"w"},
+                      "spec":{"tenantId":"t","userId":"u"}}).to_string()).await;
+    let first = ready_token_id(&env.wait_ready("userapitokens", "w", "True", None).await);
+    let api = dynamic_api(&env.client, Some(&env.ns), "userapitokens");
+    let rotate = json!({"metadata": {"annotations": {"tokens.frontegg-operator.io/rotate": "1"}}});
+    api.patch("w", &PatchParams::default(), &Patch::Merge(rotate))
+        .await
+        .expect("annotate");
+    let condition = |obj: &Value, type_: &str| {
+        obj["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == type_).cloned())
+    };
+    let waiting = wait_for(Duration::from_secs(20), "the wait recorded", || async {
+        let obj = env.get("userapitokens", "w").await?;
+        let rotating = condition(&obj, "Rotating")?;
+        (rotating["status"] == "True").then_some(obj)
+    })
+    .await;
+    let ready = condition(&waiting, "Ready").expect("Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("True"), Some("TokenReady")),
+        "{ready}"
+    );
+    let rotating = condition(&waiting, "Rotating").expect("Rotating");
+    assert_eq!(rotating["reason"], "RotationScheduled");
+    let message = rotating["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&first) && message.contains("is replaced at"),
+        "{message}"
+    );
+    assert_eq!(waiting["status"]["current"]["id"], first.as_str());
+    assert_eq!(
+        secret_data(&env.secret("w").await.expect("secret"))["clientId"],
+        first
+    );
+    let create = "POST /identity/resources/users/api-tokens/v1";
+    assert_eq!(
+        env.fake.calls(create).await,
+        1,
+        "nothing issued while waiting"
+    );
+    env.assert_event("w", "RotationScheduled").await;
+    // Completes once the interval is over, and the wait is gone from the status.
+    let done = wait_for(
+        Duration::from_secs(40),
+        "rotated after the interval",
+        || async {
+            let obj = env.get("userapitokens", "w").await?;
+            let id = obj["status"]["current"]["id"].as_str()?.to_string();
+            (id != first && condition(&obj, "Rotating").is_none()).then_some(obj)
+        },
+    )
+    .await;
+    let ready = condition(&done, "Ready").expect("Ready");
+    assert_eq!(ready["status"], "True");
+    assert_eq!(env.fake.calls(create).await, 2, "exactly one rotation");
+    assert!(
+        !env.event_reasons()
+            .await
+            .iter()
+            .any(|r| r == "ReissueThrottled"),
+        "no Warning for a wait that follows no failure"
+    );
+}
+
 #[tokio::test]
 async fn a_token_that_fails_verification_is_revoked_and_the_secret_keeps_the_old_one() {
     let env = TestEnv::start("verify").await;

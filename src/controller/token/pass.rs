@@ -13,7 +13,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::observe::observe;
-use super::report::Outcome;
+use super::report::{Outcome, ready_is_false};
 use crate::api::{ManagementPolicy, TokenStatus};
 use crate::controller::issuance::execute::execute;
 use crate::controller::issuance::step::{Changes, Step};
@@ -72,6 +72,7 @@ async fn apply_pass<K: TokenResource>(
         return Ok(Outcome::quiet(status, AGAIN));
     }
     let (recovered, drift_resolved) = (matches!(next, Plan::Recover(_)), resolves_drift(&next));
+    let polite = live_replacement(&next).filter(|_| !ready_is_false(obj));
     // execute
     let step = Step {
         obj,
@@ -82,7 +83,12 @@ async fn apply_pass<K: TokenResource>(
     };
     let executed = execute(&step, next, &mut changes).await;
     *written = changes.written.take();
-    executed?;
+    match (executed, polite) {
+        (Err(Error::ReissueThrottled { wait }), Some(reason)) => {
+            return Ok(scheduled(&step, changes, reason, wait));
+        }
+        (executed, _) => executed?,
+    }
     // status: a pass that only settled an interrupted issuance keeps the condition that says
     // why (the failure that interrupted it), and the next pass decides at once.
     let requeue = match recovered {
@@ -133,6 +139,49 @@ async fn stale_recovery<K: TokenResource>(
     }
     tracing::debug!("cache behind the API server; re-planning");
     Ok(true)
+}
+
+/// The reason of a replacement while the Secret holds a live credential (the token expires
+/// later, was asked to rotate, or no longer matches the spec). Waiting for such a one is not
+/// a failure; a Secret that is missing, emptied or edited has nothing live to wait with.
+fn live_replacement(step: &Plan) -> Option<IssueReason> {
+    match step {
+        Plan::Issue {
+            reason:
+                reason @ (IssueReason::Expiring
+                | IssueReason::RotationRequested
+                | IssueReason::SpecChanged
+                | IssueReason::SecretRenamed
+                | IssueReason::RemoteDrift),
+            revoke: Some(_),
+        } => Some(*reason),
+        _ => None,
+    }
+}
+
+/// A live replacement that waits for `--min-reissue-interval`: Ready as any successful pass
+/// records it, the `Rotating` condition and its Normal Event, and a look again when the
+/// interval ends.
+fn scheduled<K: TokenResource>(
+    step: &Step<'_, K>,
+    mut changes: Changes,
+    reason: IssueReason,
+    wait: Duration,
+) -> Outcome {
+    let requeue = record_status(step, &mut changes, false);
+    let at = step.now.checked_add(wait).unwrap_or(step.now);
+    let status = &mut changes.status;
+    let current = status
+        .current
+        .as_ref()
+        .map(|c| c.id.clone())
+        .unwrap_or_default();
+    let generation = step.obj.meta().generation;
+    let note = status::record_waiting(&mut status.conditions, &current, reason, at, generation);
+    changes.notes.extend(note);
+    tracing::debug!(?reason, "replacement waits for --min-reissue-interval");
+    let retry = wait.saturating_add(Duration::from_millis(100));
+    Outcome::of(changes, requeue.min(retry))
 }
 
 fn resolves_drift(step: &Plan) -> bool {

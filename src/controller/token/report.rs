@@ -126,7 +126,8 @@ async fn failed<K: TokenResource>(
     }
 }
 
-fn ready_is_false<K: TokenResource>(obj: &K) -> bool {
+/// Whether the last pass failed: a wait that follows a failed create keeps that failure.
+pub fn ready_is_false<K: TokenResource>(obj: &K) -> bool {
     obj.token_status()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
         .is_some_and(|c| c.status == "False")
