@@ -252,6 +252,46 @@ async fn bad_specs_are_rejected_by_kubectl_apply_with_readable_messages() {
         .to_string(),
     );
     assert!(!ok && stderr.contains("not a region"), "{stderr}");
+    // An environment's host and auth mode are immutable; its other fields are not.
+    let environment = |spec: Value| {
+        json!({"apiVersion": "tokens.frontegg-operator.io/v1alpha1", "kind": "FronteggEnvironment",
+               "metadata": {"name": "conn", "namespace": ns}, "spec": spec})
+        .to_string()
+    };
+    let secret = json!({"name": "c"});
+    let (ok, stderr) = kubectl_apply(&environment(
+        json!({"baseUrl": "https://a.frontegg.com", "credentialsSecretRef": secret}),
+    ));
+    assert!(ok, "{stderr}");
+    for (spec, message) in [
+        (
+            json!({"baseUrl": "https://b.frontegg.com", "credentialsSecretRef": secret}),
+            "region, domain and baseUrl are immutable",
+        ),
+        (
+            json!({"domain": "a", "credentialsSecretRef": secret}),
+            "region, domain and baseUrl are immutable",
+        ),
+        (
+            json!({"baseUrl": "https://a.frontegg.com", "auth": {"mode": "UserApiToken"}, "credentialsSecretRef": secret}),
+            "auth.mode is immutable",
+        ),
+    ] {
+        let (ok, stderr) = kubectl_apply(&environment(spec.clone()));
+        assert!(!ok, "accepted: {spec}");
+        assert!(
+            stderr.contains(message),
+            "expected {message:?} in: {stderr}"
+        );
+    }
+    let (ok, stderr) = kubectl_apply(&environment(json!({
+        "baseUrl": "https://a.frontegg.com", "auth": {"mode": "Vendor"},
+        "credentialsSecretRef": {"name": "rotated-credentials"}, "rateLimit": {"qps": 5, "burst": 5}
+    })));
+    assert!(
+        ok,
+        "credentials, rate limit and the default auth mode may change: {stderr}"
+    );
     // Environment examples pass admission.
     for file in [
         "cluster-environment.yaml",
@@ -960,6 +1000,71 @@ async fn a_rotation_within_the_reissue_interval_keeps_ready_true_and_completes_a
             .iter()
             .any(|r| r == "ReissueThrottled"),
         "no Warning for a wait that follows no failure"
+    );
+}
+
+/// The supported move to another environment (docs/lifecycle.md): a new resource through the
+/// new environment, then deletion of the old one, which revokes through the old environment.
+/// No request for the old token's id ever reaches the new host.
+#[tokio::test]
+async fn a_token_moves_to_another_environment_by_a_new_resource_then_deleting_the_old() {
+    let env = TestEnv::start("move").await;
+    env.apply(&json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserApiToken","metadata":{"name":"old"},
+                      "spec":{"tenantId":"t","userId":"u"}}).to_string()).await;
+    let old_id = ready_token_id(&env.wait_ready("userapitokens", "old", "True", None).await);
+    let b = Fake::start(&[]).await;
+    env.apply(
+        &json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"b-credentials",
+        "labels":{"tokens.frontegg-operator.io/credentials":"true"}},
+        "stringData":{"clientId": b.client_id, "secret": b.secret}})
+        .to_string(),
+    )
+    .await;
+    env.apply(
+        &json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"FronteggEnvironment",
+        "metadata":{"name":"b"},"spec":{"baseUrl": b.url, "credentialsSecretRef":{"name":"b-credentials"}}})
+        .to_string(),
+    )
+    .await;
+    env.apply(&json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserApiToken","metadata":{"name":"new"},
+                      "spec":{"tenantId":"t","userId":"u","secret":{"name":"new"},
+                              "environmentRef":{"kind":"FronteggEnvironment","name":"b"}}}).to_string()).await;
+    let new_id = ready_token_id(&env.wait_ready("userapitokens", "new", "True", None).await);
+    assert_eq!(
+        secret_data(&env.secret("new").await.expect("secret"))["baseUrl"],
+        b.url
+    );
+    let api = dynamic_api(&env.client, Some(&env.ns), "userapitokens");
+    api.delete("old", &Default::default())
+        .await
+        .expect("delete");
+    wait_for(Duration::from_secs(30), "the old resource gone", || async {
+        env.get("userapitokens", "old")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let create = "POST /identity/resources/users/api-tokens/v1";
+    let delete = "DELETE /identity/resources/users/api-tokens/v1/{id}";
+    assert_eq!(b.calls(create).await, 1, "one create at the new host");
+    assert!(b.token(&new_id).await.is_some());
+    assert_eq!(
+        env.fake.calls(delete).await,
+        1,
+        "one delete at the old host"
+    );
+    assert!(
+        env.fake.token(&old_id).await.is_none(),
+        "the old token is revoked"
+    );
+    // The fake logs routes, not ids: the new host got no request about any one token.
+    let at_b = b.call_log().await;
+    assert!(
+        !at_b
+            .iter()
+            .any(|c| c["route"].as_str().is_some_and(|r| r.contains("{id}"))),
+        "no per-token request at the new host: {at_b:?}"
     );
 }
 

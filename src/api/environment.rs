@@ -81,12 +81,16 @@ pub struct EnvironmentAuth {
 }
 
 /// How to reach one Frontegg environment. Exactly one of `region`, `domain` and `baseUrl` is
-/// set; a UserApiToken environment names its sub-domain (`domain`) or a custom `baseUrl`.
+/// set; a UserApiToken environment names its sub-domain (`domain`) or a custom `baseUrl`. The
+/// host and the auth mode are immutable: a token is revoked where it was issued, so a move is
+/// a new environment (and new token resources), never an edit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("[has(self.region), has(self.baseUrl), has(self.domain)].filter(x, x).size() == 1").message("set exactly one of region, domain and baseUrl"),
-    validation = Rule::new("!has(self.auth) || !has(self.auth.mode) || self.auth.mode != 'UserApiToken' || !has(self.region)").message("a UserApiToken environment names its sub-domain (domain) or a baseUrl, not a region")
+    validation = Rule::new("!has(self.auth) || !has(self.auth.mode) || self.auth.mode != 'UserApiToken' || !has(self.region)").message("a UserApiToken environment names its sub-domain (domain) or a baseUrl, not a region"),
+    validation = Rule::new("has(self.baseUrl) == has(oldSelf.baseUrl) && (!has(self.baseUrl) || self.baseUrl == oldSelf.baseUrl) && has(self.region) == has(oldSelf.region) && (!has(self.region) || self.region == oldSelf.region) && has(self.domain) == has(oldSelf.domain) && (!has(self.domain) || self.domain == oldSelf.domain)").message("region, domain and baseUrl are immutable: a token is revoked through the host that issued it. To move, create a new environment, new token resources through it, then delete the old ones (docs/lifecycle.md#moving-tokens-to-another-environment)"),
+    validation = Rule::new("(has(self.auth) && has(self.auth.mode) ? self.auth.mode : 'Vendor') == (has(oldSelf.auth) && has(oldSelf.auth.mode) ? oldSelf.auth.mode : 'Vendor')").message("auth.mode is immutable: create a new environment instead (docs/lifecycle.md#moving-tokens-to-another-environment)")
 )]
 pub struct EnvironmentConnection {
     /// Frontegg region: eu (api.frontegg.com), us, ca or au.

@@ -62,6 +62,13 @@ fn section(out: &mut String, crd: &CustomResourceDefinition) {
         for row in rows {
             out.push_str(&row);
         }
+        let whole = rule_messages(sub);
+        if !whole.is_empty() {
+            let _ = write!(out, "\nAdmission also checks the whole {part}:\n");
+            for message in whole {
+                let _ = writeln!(out, "- {}", cell(&message));
+            }
+        }
     }
 }
 
@@ -133,13 +140,20 @@ fn constraints(schema: &Value) -> Vec<String> {
     if let Some(v) = schema.get("default") {
         out.push(format!("default {v}"));
     }
+    out.extend(rule_messages(schema));
+    out
+}
+
+/// The messages of the CEL rules on `schema` itself.
+fn rule_messages(schema: &Value) -> Vec<String> {
     let rules = schema
         .get("x-kubernetes-validations")
         .and_then(Value::as_array)
         .into_iter()
         .flatten();
-    out.extend(rules.filter_map(|r| r.get("message")?.as_str().map(str::to_string)));
-    out
+    rules
+        .filter_map(|r| r.get("message")?.as_str().map(str::to_string))
+        .collect()
 }
 
 /// A schema value as a reader writes it: strings unquoted, whole numbers without `.0`.
