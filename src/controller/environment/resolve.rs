@@ -46,15 +46,33 @@ pub async fn resolve(
     tenant: &str,
     purpose: Purpose,
 ) -> Result<Resolved, Error> {
+    let key = environment_key(env_ref, namespace);
     match env_ref.kind {
-        EnvironmentKind::FronteggEnvironment => namespaced(ctx, namespace, &env_ref.name).await,
+        EnvironmentKind::FronteggEnvironment => {
+            namespaced(ctx, namespace, &env_ref.name, key).await
+        }
         EnvironmentKind::ClusterFronteggEnvironment => {
-            cluster(ctx, namespace, &env_ref.name, tenant, purpose).await
+            let env = cluster_environment(ctx, &env_ref.name).await?;
+            if purpose == Purpose::Issue {
+                admit(ctx, &env, namespace, tenant).await?;
+            }
+            let credentials_namespace = &ctx.config.operator_namespace;
+            let client = client_for(ctx, &key, &env.spec.connection, credentials_namespace).await?;
+            Ok(Resolved {
+                key,
+                client,
+                policy: Some((env_ref.name.clone(), env.spec.policy)),
+            })
         }
     }
 }
 
-async fn namespaced(ctx: &Context, namespace: &str, name: &str) -> Result<Resolved, Error> {
+async fn namespaced(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    key: String,
+) -> Result<Resolved, Error> {
     let env = match ctx.caches.environment(namespace, name) {
         Some(env) => (*env).clone(),
         None => Api::<FronteggEnvironment>::namespaced(ctx.client.clone(), namespace)
@@ -66,40 +84,11 @@ async fn namespaced(ctx: &Context, namespace: &str, name: &str) -> Result<Resolv
                 name: format!("{namespace}/{name}"),
             })?,
     };
-    let key = environment_key(&namespaced_ref(name), namespace);
     let client = client_for(ctx, &key, &env.spec.connection, namespace).await?;
     Ok(Resolved {
         key,
         client,
         policy: None,
-    })
-}
-
-fn namespaced_ref(name: &str) -> EnvironmentRef {
-    EnvironmentRef {
-        kind: EnvironmentKind::FronteggEnvironment,
-        name: name.to_string(),
-    }
-}
-
-async fn cluster(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-    tenant: &str,
-    purpose: Purpose,
-) -> Result<Resolved, Error> {
-    let env = cluster_environment(ctx, name).await?;
-    if purpose == Purpose::Issue {
-        admit(ctx, &env, namespace, tenant).await?;
-    }
-    let key = format!("ClusterFronteggEnvironment/{name}");
-    let credentials_namespace = &ctx.config.operator_namespace;
-    let client = client_for(ctx, &key, &env.spec.connection, credentials_namespace).await?;
-    Ok(Resolved {
-        key,
-        client,
-        policy: Some((name.to_string(), env.spec.policy)),
     })
 }
 
