@@ -271,6 +271,11 @@ pub struct EnvironmentStatus {
     /// JWT's claims; never the JWT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<EnvironmentUser>,
+    /// While this environment or its credentials Secret is being deleted: how many token
+    /// resources still hold a live remote token issued through it. The deletion finishes
+    /// when the last is revoked (its resource deleted) or orphaned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_in_use: Option<u32>,
 }
 
 /// The user a UserApiToken environment acts as.

@@ -33,6 +33,9 @@ pub const ROTATE_ANNOTATION: &str = "tokens.frontegg-operator.io/rotate";
 pub const CREDENTIALS_LABEL: &str = "tokens.frontegg-operator.io/credentials";
 /// Finalizer that guards remote revocation.
 pub const FINALIZER: &str = "tokens.frontegg-operator.io/revoke";
+/// On an environment and its credentials Secret while a token resource holds a live remote
+/// token issued through them, so that neither is gone before the token is revoked or orphaned.
+pub const IN_USE_FINALIZER: &str = "tokens.frontegg-operator.io/in-use";
 /// The operator's field manager, for every write it makes.
 pub const FIELD_MANAGER: &str = "frontegg-token-operator";
 /// The issuance journal: written with the finalizer, in one request, before a remote create.

@@ -17,8 +17,8 @@ use crate::api::{
     KIND_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TenantAccessToken, TenantApiToken,
     UserAccessToken, UserApiToken,
 };
-use crate::controller::environment::health;
 use crate::controller::environment::reference::effective_ref;
+use crate::controller::environment::{health, protection};
 use crate::controller::kinds::TokenResource;
 use crate::controller::runtime::context::Context;
 use crate::controller::runtime::{series, trigger};
@@ -160,6 +160,12 @@ impl Tasks {
                 store.clone(),
                 ctx.config.default_environment.clone(),
             )));
+        protection::register::<K>(
+            ctx,
+            store.clone(),
+            ns.map(String::from),
+            ctx.config.default_environment.clone(),
+        );
         self.stores.push(wait_ready(store.clone()));
         let controller = Controller::for_stream(trigger, store.clone())
             .owns_stream(owned_secrets::<K>(&ctx.client, ns));

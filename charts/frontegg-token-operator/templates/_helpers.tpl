@@ -57,8 +57,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   resources: [userapitokens/finalizers, useraccesstokens/finalizers, tenantapitokens/finalizers, tenantaccesstokens/finalizers]
   verbs: [update]
 - apiGroups: [tokens.frontegg-operator.io]
+  # patch: the in-use finalizer, while tokens issued through the environment exist.
   resources: [fronteggenvironments]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, patch]
 - apiGroups: [""]
   # list/watch are needed for the owned-Secret watch; the operator always narrows it with its
   # managed-by label and asks for metadata only (RBAC cannot express a label selector).

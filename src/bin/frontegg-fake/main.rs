@@ -88,6 +88,8 @@ struct Stats {
 struct CallRecord {
     at: String,
     route: String,
+    /// The path as sent, with its ids: what shows a request for one token at a host.
+    path: String,
     status: u16,
 }
 
@@ -233,6 +235,7 @@ async fn observe(State(app): State<App>, req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
     let route = format!("{} {}", req.method(), route);
+    let sent_path = req.uri().path().to_string();
     let response = if let Some(record) = &app.record {
         let (parts, body) = req.into_parts();
         let req_bytes = to_bytes(body, RECORD_BODY_LIMIT).await.unwrap_or_default();
@@ -273,6 +276,7 @@ async fn observe(State(app): State<App>, req: Request, next: Next) -> Response {
         calls.push(CallRecord {
             at: Timestamp::now().to_string(),
             route,
+            path: sent_path,
             status,
         });
     }

@@ -7,13 +7,16 @@ use std::panic::AssertUnwindSafe;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use super::protection::{Protected, Settled};
 use super::reference::environment_key;
 use super::resolve::client_for;
 use crate::api::{
@@ -23,6 +26,7 @@ use crate::api::{
 use crate::controller::runtime::conditions;
 use crate::controller::runtime::context::Context;
 use crate::controller::runtime::error::{Error, KubeContext};
+use crate::controller::runtime::holders::{EnvironmentId, Holder};
 use crate::identity::UserIdentity;
 use crate::metrics::EnvironmentLabels;
 
@@ -129,8 +133,7 @@ fn run<E: Environment>(
     (Box::pin(fut), store)
 }
 
-/// The environment_ready gauge, for alerts. Environments have no finalizer, so a deleted
-/// one's series is dropped here, on the next check of any environment, once the caches no
+/// The environment_ready gauge, for alerts. A deleted environment's series is dropped here, on the next check of any environment, once the caches no
 /// longer hold it.
 fn publish_readiness<E: Environment>(env: &E, ctx: &Context, ready: bool) {
     let labels = EnvironmentLabels {
@@ -164,21 +167,107 @@ fn publish_readiness<E: Environment>(env: &E, ctx: &Context, ready: bool) {
 }
 
 async fn check<E: Environment>(env: &E, ctx: &Context) -> Result<Action, Error> {
+    let protected = protection_of(env, ctx).await?;
+    match protected.settle(ctx).await? {
+        Settled::NotDeleting => {}
+        Settled::Released => return Ok(Action::requeue(ctx.config.resync)),
+        Settled::Waiting(holders) => return waiting(env, ctx, &holders).await,
+    }
+    let action = report_health(env, ctx).await?;
+    protected.hold(ctx).await?;
+    Ok(action)
+}
+
+/// The environment and its credentials Secret's metadata, read fresh.
+async fn protection_of<E: Environment>(env: &E, ctx: &Context) -> Result<Protected<E>, Error> {
+    let secret_namespace = env.secret_namespace(ctx);
+    let secret_name = env.connection().credentials_secret_ref.name.clone();
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &secret_namespace);
+    let secret = secrets
+        .get_metadata_opt(&secret_name)
+        .await
+        .context("read the credentials Secret's metadata")?;
+    let namespace = env.namespace();
+    Ok(Protected {
+        id: EnvironmentId {
+            kind: E::KIND,
+            namespace,
+            name: env.name_any(),
+        },
+        api: env.status_api(ctx.client.clone()),
+        meta: env.meta().clone(),
+        secrets,
+        secret_namespace,
+        secret_name,
+        secret,
+    })
+}
+
+/// A deletion that waits for token resources: the status says how many, an Event names the
+/// first few when the number changes, and the check comes back soon (the tokens' own
+/// deletions do not trigger it).
+async fn waiting<E: Environment>(
+    env: &E,
+    ctx: &Context,
+    holders: &[Holder],
+) -> Result<Action, Error> {
+    let count = u32::try_from(holders.len()).unwrap_or(u32::MAX);
+    let current = env.health();
+    if current.and_then(|s| s.tokens_in_use) != Some(count) {
+        let mut status = current.cloned().unwrap_or_default();
+        status.tokens_in_use = Some(count);
+        write_status(env, ctx, &status).await?;
+        let first: Vec<String> = holders.iter().take(3).map(ToString::to_string).collect();
+        let more = holders.len().saturating_sub(first.len());
+        let note = format!(
+            "deletion waits for {count} token resource(s) holding live remote tokens issued through it: {}{}",
+            first.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            },
+        );
+        let regarding = env.object_ref(&());
+        let publish = ctx
+            .events
+            .publish(&regarding, EventType::Normal, "InUse", &note);
+        if let Err(e) = publish.await {
+            tracing::warn!(error = %e, "could not publish the environment's InUse Event");
+        }
+    }
+    Ok(Action::requeue(IN_USE_RECHECK))
+}
+
+/// How often a deletion that waits for token resources looks again.
+const IN_USE_RECHECK: std::time::Duration = std::time::Duration::from_secs(3);
+
+async fn write_status<E: Environment>(
+    env: &E,
+    ctx: &Context,
+    status: &EnvironmentStatus,
+) -> Result<(), Error> {
+    let patch =
+        json!({ "apiVersion": E::api_version(&()), "kind": E::kind(&()), "status": status });
+    env.status_api(ctx.client.clone())
+        .patch_status(
+            &env.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .context("write the environment status")
+        .map(drop)
+}
+
+/// Authenticates and records the result.
+async fn report_health<E: Environment>(env: &E, ctx: &Context) -> Result<Action, Error> {
     let result = authenticate(env, ctx).await;
     publish_readiness(env, ctx, result.is_ok());
     let current = env.health();
     let status = health_status(env, current, &result);
     if Some(&status) != current {
-        let patch =
-            json!({ "apiVersion": E::api_version(&()), "kind": E::kind(&()), "status": status });
-        env.status_api(ctx.client.clone())
-            .patch_status(
-                &env.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-            .context("write the environment status")?;
+        write_status(env, ctx, &status).await?;
     }
     Ok(Action::requeue(if result.is_ok() {
         ctx.config.resync
@@ -236,6 +325,7 @@ fn health_status<E: Environment>(
         generation,
     );
     status.observed_generation = generation;
+    status.tokens_in_use = None;
     status.base_url = Some(env.connection().resolved_base_url());
     if let Ok(user) = result {
         status.user = user.as_ref().map(|u| EnvironmentUser {

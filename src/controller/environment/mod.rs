@@ -1,12 +1,16 @@
 //! Which environment serves a token, and whether it can: `reference` (pure: the effective
 //! reference, its key, the base URL rules), `registry` (one shared client per environment),
 //! `resolve` (the guard rails, then the credentials, then the client), `policy` (pure: a
-//! ClusterFronteggEnvironment's token policy) and `health` (the environments' own controller).
+//! ClusterFronteggEnvironment's token policy), `protection` (the in-use finalizer on an
+//! environment and its credentials Secret while tokens hold them) and `health` (the
+//! environments' own controller).
 //!
-//! May use: `runtime`, `crate::api`, `crate::identity`, `crate::metrics`.
+//! May use: `runtime`, `kinds`, `steps::journal` (what a token holds), `crate::api`,
+//! `crate::identity`, `crate::metrics`.
 
 pub mod health;
 pub mod policy;
+pub mod protection;
 pub mod reference;
 pub mod registry;
 pub mod resolve;

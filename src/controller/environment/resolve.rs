@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{ListParams, ObjectMeta};
 use kube::core::{Selector, SelectorExt};
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
@@ -19,6 +19,7 @@ use crate::api::{
 };
 use crate::controller::runtime::context::Context;
 use crate::controller::runtime::error::{Error, KubeContext};
+use crate::controller::runtime::holders::EnvironmentId;
 use crate::identity::{AuthMode, ClientOptions, EnvironmentConfig, IdentityClient};
 
 /// An environment a token may use, with its shared client.
@@ -28,6 +29,30 @@ pub struct Resolved {
     pub client: Arc<IdentityClient>,
     /// A ClusterFronteggEnvironment's name and token policy.
     pub policy: Option<(String, TokenPolicy)>,
+    pub origin: Origin,
+}
+
+/// The objects a token issued through this environment depends on: what in-use protection
+/// guards (`protection.rs`).
+#[derive(Clone, Debug)]
+pub struct Origin {
+    pub environment: EnvironmentId,
+    /// The credentials Secret's namespace and name; unknown for a client kept in memory from
+    /// before the environment was deleted.
+    pub credentials: Option<(String, String)>,
+    /// The environment's deletion has begun, as this read saw it.
+    pub deleting: Option<String>,
+}
+
+impl Origin {
+    fn of(env: EnvironmentId, meta: &ObjectMeta, conn: &EnvironmentConnection, ns: &str) -> Self {
+        let deleting = meta.deletion_timestamp.is_some().then(|| env.to_string());
+        Origin {
+            environment: env,
+            credentials: Some((ns.to_string(), conn.credentials_secret_ref.name.clone())),
+            deleting,
+        }
+    }
 }
 
 /// Why an environment is resolved: issuing checks every guard rail; revoking a token the
@@ -58,9 +83,16 @@ pub async fn resolve(
             }
             let credentials_namespace = &ctx.config.operator_namespace;
             let client = client_for(ctx, &key, &env.spec.connection, credentials_namespace).await?;
+            let id = EnvironmentId {
+                kind: EnvironmentKind::ClusterFronteggEnvironment,
+                namespace: None,
+                name: env_ref.name.clone(),
+            };
+            let conn = &env.spec.connection;
             Ok(Resolved {
                 key,
                 client,
+                origin: Origin::of(id, &env.metadata, conn, credentials_namespace),
                 policy: Some((env_ref.name.clone(), env.spec.policy)),
             })
         }
@@ -85,9 +117,15 @@ async fn namespaced(
             })?,
     };
     let client = client_for(ctx, &key, &env.spec.connection, namespace).await?;
+    let id = EnvironmentId {
+        kind: EnvironmentKind::FronteggEnvironment,
+        namespace: Some(namespace.to_string()),
+        name: name.to_string(),
+    };
     Ok(Resolved {
         key,
         client,
+        origin: Origin::of(id, &env.metadata, &env.spec.connection, namespace),
         policy: None,
     })
 }

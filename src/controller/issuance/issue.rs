@@ -3,13 +3,16 @@
 //! 1. `probe`: the API server validates the Secret before a token exists that could not be
 //!    written anywhere;
 //! 2. `throttle`: at most one create per resource per `--min-reissue-interval`;
-//! 3. `open_journal`: the journal and the finalizer, durable before the create, so a crash at
+//! 3. `environment_alive`: nothing is issued through an environment being deleted;
+//! 4. `open_journal`: the journal and the finalizer, durable before the create, so a crash at
 //!    any later point leaves a trace the next pass settles (`recover.rs`);
-//! 4. `create`: the remote token, marked with this resource and attempt;
-//! 5. `verify`: one exchange serves both `rotation.verify` and the delivered JWT;
-//! 6. `deliver`: the Secret, or the new token revoked again when it cannot be written;
-//! 7. `follow_up`: the renamed token's old Secret, the workloads to restart;
-//! 8. `record`: the status, the Event, the superseded token's revocation after its grace.
+//! 5. `protect`: the environment and its credentials Secret, read fresh, carry the in-use
+//!    finalizer, so neither can go before this token is revoked;
+//! 6. `create`: the remote token, marked with this resource and attempt;
+//! 7. `verify`: one exchange serves both `rotation.verify` and the delivered JWT;
+//! 8. `deliver`: the Secret, or the new token revoked again when it cannot be written;
+//! 9. `follow_up`: the renamed token's old Secret, the workloads to restart;
+//! 10. `record`: the status, the Event, the superseded token's revocation after its grace.
 
 use std::time::Duration;
 
@@ -20,6 +23,7 @@ use super::restart::restart_targets;
 use super::revoke::revoke;
 use super::step::{Changes, Step};
 use crate::api::{AttemptRecord, IssueIntent, IssuedTokenRecord, PendingRevocation};
+use crate::controller::environment::protection;
 use crate::controller::kinds::{SecretLayout, TokenResource};
 use crate::controller::runtime::error::Error;
 use crate::controller::runtime::test_hooks;
@@ -47,7 +51,9 @@ pub async fn issue<K: TokenResource>(
     issuance.announce(changes);
     issuance.probe().await?;
     issuance.throttle(changes).await?;
+    issuance.environment_alive()?;
     issuance.open_journal(changes).await?;
+    issuance.protect(changes).await?;
     let created = issuance.create().await?;
     let issued_at = Timestamp::now();
     let access_token = issuance.verify(&created, changes).await?;
@@ -125,6 +131,26 @@ impl<K: TokenResource> Issuance<'_, '_, K> {
         changes.status.pending_issue = Some(intent);
         test_hooks::exit_at("after-intent", self.step.obj);
         Ok(())
+    }
+
+    fn environment_alive(&self) -> Result<(), Error> {
+        match &self.step.world.env.origin.deleting {
+            Some(what) => Err(Error::EnvironmentDeleting(what.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// After the journal, so that a deletion of the environment either lists this resource
+    /// as a holder or is seen here.
+    async fn protect(&self, changes: &mut Changes) -> Result<(), Error> {
+        let ctx = self.step.ctx;
+        let Err(e) = protection::confirm_for_issue(ctx, &self.step.world.env.origin).await else {
+            return Ok(());
+        };
+        // Nothing was created: the journal closes, or it would hold the environment.
+        ctx.throttle.forget(&self.uid);
+        changes.settle_journal();
+        Err(e)
     }
 
     /// The token exists from the moment this returns. A shared listing stamped before then

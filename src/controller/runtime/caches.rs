@@ -7,7 +7,7 @@
 //! sync, or without the RBAC to watch, every read is simply a miss.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -16,7 +16,10 @@ use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use crate::api::{CREDENTIALS_LABEL, ClusterFronteggEnvironment, FronteggEnvironment};
+use super::holders::{EnvironmentId, Holder, TokenHolders};
+use crate::api::{
+    CREDENTIALS_LABEL, ClusterFronteggEnvironment, EnvironmentKind, FronteggEnvironment,
+};
 
 /// Stores by scope: `None` covers every namespace, `Some(ns)` one.
 type Scoped<K> = Vec<(Option<String>, Store<K>)>;
@@ -27,6 +30,8 @@ pub struct Caches {
     environments: OnceLock<Scoped<FronteggEnvironment>>,
     namespaces: OnceLock<Store<PartialObjectMeta<Namespace>>>,
     credentials: OnceLock<Scoped<Secret>>,
+    /// One view per token kind and watch scope, registered as the controllers start.
+    holders: Mutex<Vec<Arc<dyn TokenHolders>>>,
 }
 
 fn scoped_get<K>(stores: Option<&Scoped<K>>, namespace: &str, name: &str) -> Option<Arc<K>>
@@ -54,6 +59,67 @@ impl Caches {
 
     pub fn credentials(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
         scoped_get(self.credentials.get(), namespace, name)
+    }
+
+    pub fn add_holders(&self, view: Arc<dyn TokenHolders>) {
+        if let Ok(mut views) = self.holders.lock() {
+            views.push(view);
+        }
+    }
+
+    pub fn holder_views(&self) -> Vec<Arc<dyn TokenHolders>> {
+        self.holders.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// The cached token resources that hold a remote token issued through any of `envs`.
+    pub fn cached_holders(&self, envs: &[EnvironmentId]) -> Vec<Holder> {
+        let mut all: Vec<Holder> = self
+            .holder_views()
+            .iter()
+            .flat_map(|view| view.cached(envs))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// The cached environments that read their credentials from Secret `namespace/name`.
+    /// ClusterFronteggEnvironments read theirs in the operator's namespace.
+    pub fn environments_using_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        operator_namespace: &str,
+    ) -> Vec<EnvironmentId> {
+        let mut found = Vec::new();
+        for (_, store) in self.environments.get().into_iter().flatten() {
+            for env in store.state() {
+                let env_ns = env.metadata.namespace.as_deref().unwrap_or_default();
+                if env_ns == namespace && env.spec.connection.credentials_secret_ref.name == name {
+                    found.push(EnvironmentId {
+                        kind: EnvironmentKind::FronteggEnvironment,
+                        namespace: Some(env_ns.to_string()),
+                        name: env.metadata.name.clone().unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        if namespace == operator_namespace {
+            for env in self
+                .cluster_environments
+                .get()
+                .map(|s| s.state())
+                .unwrap_or_default()
+            {
+                if env.spec.connection.credentials_secret_ref.name == name {
+                    found.push(EnvironmentId {
+                        kind: EnvironmentKind::ClusterFronteggEnvironment,
+                        namespace: None,
+                        name: env.metadata.name.clone().unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        found
     }
 
     /// The environment stores are the environment-health controllers' own.

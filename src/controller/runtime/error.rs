@@ -46,6 +46,10 @@ pub enum Error {
         "ClusterFronteggEnvironment {0} does not match this operator's --cluster-environment-selector"
     )]
     EnvironmentNotServed(String),
+    #[error(
+        "{0} is being deleted: no new token is issued through it; the tokens it issued are revoked as their resources are deleted"
+    )]
+    EnvironmentDeleting(String),
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
     #[error(
@@ -111,6 +115,7 @@ impl Error {
             Error::BaseUrlNotAllowed { .. } => "BaseUrlNotAllowed",
             Error::CredentialsNotMarked { .. } => "CredentialsNotMarked",
             Error::EnvironmentNotServed(_) => "EnvironmentNotFound",
+            Error::EnvironmentDeleting(_) => "EnvironmentDeleting",
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::SecretConflict(_) => "SecretConflict",
             Error::Identity(IdentityError::Transient(_)) => "FronteggUnavailable",

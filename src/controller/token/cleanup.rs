@@ -7,14 +7,17 @@ use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use crate::api::{DeletionPolicy, IssuedTokenRecord, ManagementPolicy, TokenStatus};
+use crate::api::{
+    DeletionPolicy, EnvironmentKind, IssuedTokenRecord, ManagementPolicy, TokenStatus,
+};
 use crate::controller::environment::reference::{effective_ref, environment_key};
-use crate::controller::environment::resolve::{self, Purpose, Resolved};
+use crate::controller::environment::resolve::{self, Origin, Purpose, Resolved};
 use crate::controller::issuance::revoke::revoke;
 use crate::controller::kinds::{TokenResource, object_key};
 use crate::controller::runtime::context::Context;
 use crate::controller::runtime::error::{Error, KubeContext};
 use crate::controller::runtime::events::Note;
+use crate::controller::runtime::holders::EnvironmentId;
 use crate::controller::runtime::test_hooks;
 use crate::controller::secret::layout;
 use crate::controller::steps::dereference::{self, marked_by_uid};
@@ -148,12 +151,24 @@ async fn resolve_for_cleanup<K: TokenResource>(obj: &K, ctx: &Context) -> Result
         Ok(env) => Ok(env),
         Err(e @ (Error::EnvironmentNotFound { .. } | Error::CredentialsInvalid(_))) => {
             let key = environment_key(env_ref, &namespace);
+            let namespace =
+                (env_ref.kind == EnvironmentKind::FronteggEnvironment).then_some(namespace);
+            let origin = Origin {
+                environment: EnvironmentId {
+                    kind: env_ref.kind,
+                    namespace,
+                    name: env_ref.name.clone(),
+                },
+                credentials: None,
+                deleting: None,
+            };
             ctx.clients
                 .cached(&key)
                 .map(|client| Resolved {
                     key,
                     client,
                     policy: None,
+                    origin,
                 })
                 .ok_or(e)
         }

@@ -1,0 +1,499 @@
+//! In-use protection, the `kubernetes.io/pvc-protection` model: while a token resource holds a
+//! live remote token issued through an environment, the environment and its credentials
+//! Secret carry `IN_USE_FINALIZER`, so neither is gone before the token is revoked or
+//! orphaned. It is computed from what is stored (token statuses and journals, the
+//! environment, the Secret), never from memory, so it holds across restarts and failover.
+//!
+//! - The environment check adds the finalizers where a cached token holds the environment
+//!   (`hold`), and an issuance adds them before its create (`confirm_for_issue`).
+//! - They come off only while the object is being deleted, once a fresh list finds no holder
+//!   (`settle`). A token that opened its journal before the deletion is in that list; one that
+//!   opens it later sees the deletion in its own read and creates nothing.
+//! - An environment that is a Helm hook (the chart's default environment) carries none: Helm
+//!   deletes and recreates it on every upgrade and waits for the deletion, which a finalizer
+//!   held by live tokens would turn into a failed upgrade. Its credentials Secret, an ordinary
+//!   release object that `helm uninstall` keeps, is protected.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ListParams, ObjectMeta, PartialObjectMeta, Patch, PatchParams};
+use kube::runtime::reflector::Store;
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::reference::effective_ref;
+use super::resolve::Origin;
+use crate::api::{
+    ClusterFronteggEnvironment, EnvironmentKind, EnvironmentRef, FronteggEnvironment,
+    IN_USE_FINALIZER, ManagementPolicy,
+};
+use crate::controller::kinds::TokenResource;
+use crate::controller::runtime::context::Context;
+use crate::controller::runtime::error::{Error, KubeContext};
+use crate::controller::runtime::holders::{EnvironmentId, Holder, TokenHolders};
+use crate::controller::steps::journal;
+
+/// Whether `obj` holds a remote token the operator must still revoke or hand over: the
+/// current one, a superseded one, or one an open journal may have created.
+pub fn holds_remote_token<K: TokenResource>(obj: &K) -> bool {
+    if !journal::has_finalizer(obj) || obj.common().management_policy == ManagementPolicy::Observe {
+        return false;
+    }
+    let status = journal::status_of(obj);
+    status.current.is_some()
+        || !status.pending_revocations.is_empty()
+        || status.pending_issue.is_some()
+}
+
+fn issued_through<K: TokenResource>(
+    obj: &K,
+    default: &EnvironmentRef,
+    env: &EnvironmentId,
+) -> bool {
+    let r = effective_ref(obj.common().environment_ref.as_ref(), default);
+    r.kind == env.kind
+        && r.name == env.name
+        && env
+            .namespace
+            .as_deref()
+            .is_none_or(|ns| obj.meta().namespace.as_deref() == Some(ns))
+}
+
+fn holders_among<'a, K: TokenResource>(
+    objs: impl Iterator<Item = &'a K>,
+    default: &EnvironmentRef,
+    envs: &[EnvironmentId],
+) -> Vec<Holder> {
+    objs.filter(|o| holds_remote_token(*o) && envs.iter().any(|e| issued_through(*o, default, e)))
+        .map(|o| Holder {
+            kind: K::KIND,
+            namespace: o.namespace().unwrap_or_default(),
+            name: o.name_any(),
+        })
+        .collect()
+}
+
+/// The holders view of one token kind's cache in one watch scope.
+pub struct StoreHolders<K: TokenResource> {
+    store: Store<K>,
+    namespace: Option<String>,
+    default: EnvironmentRef,
+}
+
+impl<K: TokenResource> StoreHolders<K> {
+    pub fn new(store: Store<K>, namespace: Option<String>, default: EnvironmentRef) -> Self {
+        StoreHolders {
+            store,
+            namespace,
+            default,
+        }
+    }
+}
+
+impl<K: TokenResource> TokenHolders for StoreHolders<K> {
+    fn cached(&self, envs: &[EnvironmentId]) -> Vec<Holder> {
+        let state = self.store.state();
+        holders_among(state.iter().map(|o| &**o), &self.default, envs)
+    }
+
+    fn live<'a>(
+        &'a self,
+        client: &'a kube::Client,
+        envs: &'a [EnvironmentId],
+    ) -> BoxFuture<'a, Result<Vec<Holder>, kube::Error>> {
+        Box::pin(async move {
+            let api: Api<K> = match &self.namespace {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            let mut found = Vec::new();
+            let mut params = ListParams::default().limit(100);
+            loop {
+                let page = api.list(&params).await?;
+                found.extend(holders_among(page.items.iter(), &self.default, envs));
+                match page.metadata.continue_ {
+                    Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                    _ => return Ok(found),
+                }
+            }
+        })
+    }
+}
+
+/// The holders a fresh list finds: what a finalizer is removed on.
+async fn live_holders(ctx: &Context, envs: &[EnvironmentId]) -> Result<Vec<Holder>, Error> {
+    let mut all = Vec::new();
+    for view in ctx.caches.holder_views() {
+        let found = view
+            .live(&ctx.client, envs)
+            .await
+            .context("list the token resources that use the environment")?;
+        all.extend(found);
+    }
+    all.sort();
+    Ok(all)
+}
+
+/// An environment and its credentials Secret, as the environment check read them.
+pub struct Protected<E> {
+    pub id: EnvironmentId,
+    pub api: Api<E>,
+    pub meta: ObjectMeta,
+    pub secrets: Api<Secret>,
+    pub secret_namespace: String,
+    pub secret_name: String,
+    /// The Secret's metadata from the API server; `None` when it does not exist.
+    pub secret: Option<PartialObjectMeta<Secret>>,
+}
+
+/// What a deletion in progress came to.
+pub enum Settled {
+    /// Nothing of this environment is being deleted: the check goes on as usual.
+    NotDeleting,
+    /// The finalizers came off; the deletion proceeds.
+    Released,
+    /// Token resources still hold it.
+    Waiting(Vec<Holder>),
+}
+
+impl<E> Protected<E>
+where
+    E: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    fn env_deleting(&self) -> bool {
+        self.meta.deletion_timestamp.is_some()
+    }
+
+    fn secret_deleting(&self) -> bool {
+        self.secret
+            .as_ref()
+            .is_some_and(|s| s.metadata.deletion_timestamp.is_some() && protected(&s.metadata))
+    }
+
+    /// Adds the finalizers where a cached token resource holds the environment.
+    pub async fn hold(&self, ctx: &Context) -> Result<(), Error> {
+        if ctx
+            .caches
+            .cached_holders(std::slice::from_ref(&self.id))
+            .is_empty()
+        {
+            return Ok(());
+        }
+        if !helm_hook(&self.meta) {
+            add_finalizer(&self.api, &self.meta)
+                .await
+                .context("protect the environment")?;
+        }
+        if let Some(secret) = &self.secret {
+            add_finalizer(&self.secrets, &secret.metadata)
+                .await
+                .context("protect the credentials Secret")?;
+        }
+        Ok(())
+    }
+
+    /// While the environment or its Secret is being deleted: releases them once no token
+    /// resource holds them, or names the holders.
+    pub async fn settle(&self, ctx: &Context) -> Result<Settled, Error> {
+        let (env_deleting, secret_deleting) = (self.env_deleting(), self.secret_deleting());
+        if !env_deleting && !secret_deleting {
+            return Ok(Settled::NotDeleting);
+        }
+        // The Secret's users are every environment that reads it; the environment's, itself.
+        let sharing = ctx.caches.environments_using_secret(
+            &self.secret_namespace,
+            &self.secret_name,
+            &ctx.config.operator_namespace,
+        );
+        let mut users = if secret_deleting {
+            sharing.clone()
+        } else {
+            Vec::new()
+        };
+        if !users.contains(&self.id) {
+            users.push(self.id.clone());
+        }
+        let cached = ctx.caches.cached_holders(&users);
+        if !cached.is_empty() {
+            return Ok(Settled::Waiting(cached));
+        }
+        let live = live_holders(ctx, &users).await?;
+        if !live.is_empty() {
+            return Ok(Settled::Waiting(live));
+        }
+        let shared = sharing.iter().any(|e| *e != self.id);
+        if let Some(secret) = &self.secret
+            && (secret_deleting || !shared)
+        {
+            remove_finalizer(&self.secrets, &secret.metadata)
+                .await
+                .context("release the credentials Secret")?;
+        }
+        if env_deleting {
+            remove_finalizer(&self.api, &self.meta)
+                .await
+                .context("release the environment")?;
+        }
+        Ok(Settled::Released)
+    }
+}
+
+fn helm_hook(meta: &ObjectMeta) -> bool {
+    meta.annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(HELM_HOOK))
+}
+
+const HELM_HOOK: &str = "helm.sh/hook";
+
+fn protected(meta: &ObjectMeta) -> bool {
+    meta.finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == IN_USE_FINALIZER)
+}
+
+/// Adds the finalizer unless it is there. The resourceVersion makes a concurrent change fail
+/// the write rather than be overwritten; the API server refuses a new finalizer on an object
+/// being deleted.
+async fn add_finalizer<K>(api: &Api<K>, meta: &ObjectMeta) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    if protected(meta) || meta.deletion_timestamp.is_some() {
+        return Ok(());
+    }
+    let mut finalizers = meta.finalizers.clone().unwrap_or_default();
+    finalizers.push(IN_USE_FINALIZER.into());
+    let patch = json!({ "metadata": {
+        "resourceVersion": meta.resource_version,
+        "finalizers": finalizers,
+    }});
+    let name = meta.name.as_deref().unwrap_or_default();
+    api.patch_metadata(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(drop)
+}
+
+/// Removes the finalizer by position, with a test, so another controller's finalizer that
+/// took its place meanwhile stays.
+async fn remove_finalizer<K>(api: &Api<K>, meta: &ObjectMeta) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let Some(index) = meta
+        .finalizers
+        .iter()
+        .flatten()
+        .position(|f| f == IN_USE_FINALIZER)
+    else {
+        return Ok(());
+    };
+    let path = format!("/metadata/finalizers/{index}");
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        { "op": "test", "path": path, "value": IN_USE_FINALIZER },
+        { "op": "remove", "path": path },
+    ]))
+    .map_err(|e| kube::Error::Service(Box::new(e)))?;
+    let name = meta.name.as_deref().unwrap_or_default();
+    match api
+        .patch_metadata(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+    {
+        // Gone already: released.
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// Before a create, after the journal is open: the environment and its Secret, read fresh,
+/// exist, are not being deleted, and carry the finalizer. A deletion that began before this
+/// read either sees the open journal in its own list or is refused here.
+pub async fn confirm_for_issue(ctx: &Context, origin: &Origin) -> Result<(), Error> {
+    let env = &origin.environment;
+    match env.kind {
+        EnvironmentKind::FronteggEnvironment => {
+            let ns = env.namespace.as_deref().unwrap_or_default();
+            let api = Api::<FronteggEnvironment>::namespaced(ctx.client.clone(), ns);
+            confirm(&api, &env.name, &env.to_string()).await?;
+        }
+        EnvironmentKind::ClusterFronteggEnvironment => {
+            let api = Api::<ClusterFronteggEnvironment>::all(ctx.client.clone());
+            confirm(&api, &env.name, &env.to_string()).await?;
+        }
+    }
+    if let Some((ns, name)) = &origin.credentials {
+        let api = Api::<Secret>::namespaced(ctx.client.clone(), ns);
+        confirm(&api, name, &format!("credentials Secret {ns}/{name}")).await?;
+    }
+    Ok(())
+}
+
+async fn confirm<K>(api: &Api<K>, name: &str, what: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let Some(found) = api
+        .get_metadata_opt(name)
+        .await
+        .context("read the environment before issuing")?
+    else {
+        return Err(Error::EnvironmentNotFound {
+            kind: "environment or credentials Secret",
+            name: what.to_string(),
+        });
+    };
+    if found.metadata.deletion_timestamp.is_some() {
+        return Err(Error::EnvironmentDeleting(what.to_string()));
+    }
+    if helm_hook(&found.metadata) {
+        return Ok(());
+    }
+    add_finalizer(api, &found.metadata)
+        .await
+        .context("protect the environment before issuing")
+}
+
+/// Registers the holders view of one token kind's cache.
+pub fn register<K: TokenResource>(
+    ctx: &Context,
+    store: Store<K>,
+    namespace: Option<String>,
+    default: EnvironmentRef,
+) {
+    ctx.caches
+        .add_holders(Arc::new(StoreHolders::new(store, namespace, default)));
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::Timestamp;
+
+    use super::*;
+    use crate::api::{
+        FINALIZER, IssuedTokenRecord, JOURNAL_ANNOTATION, PendingRevocation, TokenStatus,
+        UserApiToken,
+    };
+    use crate::controller::runtime::fixtures::user_api_token;
+
+    fn cluster(name: &str) -> EnvironmentId {
+        EnvironmentId {
+            kind: EnvironmentKind::ClusterFronteggEnvironment,
+            namespace: None,
+            name: name.into(),
+        }
+    }
+
+    fn namespaced(ns: &str, name: &str) -> EnvironmentId {
+        EnvironmentId {
+            kind: EnvironmentKind::FronteggEnvironment,
+            namespace: Some(ns.into()),
+            name: name.into(),
+        }
+    }
+
+    fn default_env() -> EnvironmentRef {
+        EnvironmentRef {
+            kind: EnvironmentKind::ClusterFronteggEnvironment,
+            name: "default".into(),
+        }
+    }
+
+    /// The fixture token (namespace `ns`) with the finalizer and a current token.
+    fn holding(edit: impl FnOnce(&mut crate::api::TokenCommonSpec)) -> UserApiToken {
+        let mut t = user_api_token(edit);
+        t.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        t.status = Some(TokenStatus {
+            current: Some(IssuedTokenRecord {
+                id: "tok".into(),
+                issued_at: Timestamp::UNIX_EPOCH,
+                ..IssuedTokenRecord::default()
+            }),
+            ..TokenStatus::default()
+        });
+        t
+    }
+
+    #[test]
+    fn a_token_holds_what_it_must_still_revoke() {
+        assert!(holds_remote_token(&holding(|_| {})));
+
+        let mut never_issued = user_api_token(|_| {});
+        never_issued.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        assert!(!holds_remote_token(&never_issued), "nothing issued yet");
+
+        let mut superseded = never_issued.clone();
+        superseded.status = Some(TokenStatus {
+            pending_revocations: vec![PendingRevocation {
+                id: "old".into(),
+                reason: "rotation".into(),
+                not_before: None,
+            }],
+            ..TokenStatus::default()
+        });
+        assert!(holds_remote_token(&superseded), "a superseded token");
+
+        let mut issuing = never_issued.clone();
+        let journal =
+            r#"{"attemptId":"a1","startedAt":"2026-01-01T00:00:00Z","operation":"Initial"}"#;
+        issuing.metadata.annotations =
+            Some([(JOURNAL_ANNOTATION.to_string(), journal.to_string())].into());
+        assert!(holds_remote_token(&issuing), "an open journal");
+
+        let mut released = holding(|_| {});
+        released.metadata.finalizers = None;
+        assert!(!holds_remote_token(&released), "cleanup finished");
+
+        let observed = holding(|c| c.management_policy = ManagementPolicy::Observe);
+        assert!(!holds_remote_token(&observed), "never ours to revoke");
+    }
+
+    #[test]
+    fn a_token_holds_only_the_environment_that_serves_it() {
+        let by_default = holding(|_| {});
+        let envs = [cluster("default")];
+        assert_eq!(
+            holders_among([&by_default].into_iter(), &default_env(), &envs).len(),
+            1
+        );
+        let other = [cluster("other"), namespaced("ns", "default")];
+        assert!(holders_among([&by_default].into_iter(), &default_env(), &other).is_empty());
+
+        let own = holding(|c| {
+            c.environment_ref = Some(EnvironmentRef {
+                kind: EnvironmentKind::FronteggEnvironment,
+                name: "mine".into(),
+            })
+        });
+        let found = holders_among(
+            [&own].into_iter(),
+            &default_env(),
+            &[namespaced("ns", "mine")],
+        );
+        assert_eq!(
+            found,
+            vec![Holder {
+                kind: "UserApiToken",
+                namespace: "ns".into(),
+                name: "ci".into()
+            }]
+        );
+        let elsewhere = [namespaced("other-ns", "mine")];
+        assert!(
+            holders_among([&own].into_iter(), &default_env(), &elsewhere).is_empty(),
+            "a FronteggEnvironment of the same name in another namespace"
+        );
+    }
+
+    #[test]
+    fn only_helm_hooks_are_exempt() {
+        let mut meta = ObjectMeta::default();
+        assert!(!helm_hook(&meta));
+        meta.annotations = Some([("helm.sh/hook".to_string(), "post-install".to_string())].into());
+        assert!(helm_hook(&meta));
+    }
+}
