@@ -146,22 +146,21 @@ fn deployment_args(manifest: &str, namespace: &str) -> (String, Vec<String>) {
     (service_account, args)
 }
 
-#[tokio::test]
-async fn operator_runs_as_the_charts_service_account_and_uninstall_keeps_crds_and_tokens() {
-    let client = client().await;
-    install_crds(&client).await;
-    let id = &uuid_like()[..6];
-    let (release_ns, watched, other) = (
-        format!("e2e-rel-{id}"),
-        format!("e2e-watched-{id}"),
-        format!("e2e-unwatched-{id}"),
+/// A release of the chart with a default environment at `fake`, watching `watched`, and the
+/// operator binary run with the Deployment's own args as the chart's ServiceAccount.
+async fn install_with_operator(
+    release: &str,
+    release_ns: &str,
+    watched: &str,
+    env_name: &str,
+    fake: &Fake,
+) -> (Operator, std::path::PathBuf) {
+    let (release, release_ns, watched, env_name) = (
+        release.to_string(),
+        release_ns.to_string(),
+        watched.to_string(),
+        env_name.to_string(),
     );
-    for n in [&release_ns, &watched, &other] {
-        create_namespace(&client, n).await;
-    }
-    let fake = Fake::start(&[]).await;
-    let release = format!("fto-{id}");
-    let env_name = format!("default-{id}");
     let (ok, out, err) = helm_run(&[
         "install",
         &release,
@@ -221,6 +220,28 @@ async fn operator_runs_as_the_charts_service_account_and_uninstall_keeps_crds_an
         &sa_kubeconfig,
         &[("POD_NAME", "chart-pod")],
     );
+
+    (operator, sa_kubeconfig)
+}
+
+#[tokio::test]
+async fn operator_runs_as_the_charts_service_account_and_uninstall_keeps_crds_and_tokens() {
+    let client = client().await;
+    install_crds(&client).await;
+    let id = &uuid_like()[..6];
+    let (release_ns, watched, other) = (
+        format!("e2e-rel-{id}"),
+        format!("e2e-watched-{id}"),
+        format!("e2e-unwatched-{id}"),
+    );
+    for n in [&release_ns, &watched, &other] {
+        create_namespace(&client, n).await;
+    }
+    let fake = Fake::start(&[]).await;
+    let release = format!("fto-{id}");
+    let env_name = format!("default-{id}");
+    let (operator, sa_kubeconfig) =
+        install_with_operator(&release, &release_ns, &watched, &env_name, &fake).await;
 
     let token = json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind":"UserApiToken",
         "metadata":{"name":"via-chart","namespace": watched},"spec":{"tenantId":"t","userId":"u","expiresIn":"24h"}});
@@ -346,4 +367,127 @@ async fn bad_values_fail_helm_install_with_a_schema_message() {
     }
     let (ok, _, _) = helm_run(&["status", "bad-values", "-n", "default"]);
     assert!(!ok, "nothing was installed");
+}
+
+/// docs/operations.md#uninstalling, in its order: the tokens deleted with the operator running,
+/// then the environments and their credentials, then `helm uninstall`. Nothing is left: no
+/// remote token, no token resource, and nothing terminating on a finalizer. (The last step,
+/// deleting the CRDs, is left out: other tests share this control plane's CRDs.)
+#[tokio::test]
+async fn the_documented_uninstall_order_leaves_no_remote_token_and_nothing_terminating() {
+    let client = client().await;
+    install_crds(&client).await;
+    let id = &uuid_like()[..6];
+    let (release_ns, watched) = (format!("e2e-unrel-{id}"), format!("e2e-unw-{id}"));
+    for n in [&release_ns, &watched] {
+        create_namespace(&client, n).await;
+    }
+    let fake = Fake::start(&[]).await;
+    let (release, env_name) = (format!("fto-{id}"), format!("default-{id}"));
+    let (operator, _) =
+        install_with_operator(&release, &release_ns, &watched, &env_name, &fake).await;
+    for (kind, name, spec) in [
+        (
+            "UserApiToken",
+            "api",
+            json!({"tenantId": "t", "userId": "u"}),
+        ),
+        ("TenantAccessToken", "access", json!({"tenantId": "t"})),
+    ] {
+        let token = json!({"apiVersion":"tokens.frontegg-operator.io/v1alpha1","kind": kind,
+            "metadata":{"name": name,"namespace": watched},"spec": spec});
+        apply_yaml(&client, &token.to_string()).await;
+    }
+    for (plural, name) in [("userapitokens", "api"), ("tenantaccesstokens", "access")] {
+        wait_for(Duration::from_secs(90), "token Ready", || async {
+            let obj = get_custom(&client, &watched, plural, name).await?;
+            (obj["status"]["conditions"][0]["status"] == "True").then_some(())
+        })
+        .await;
+    }
+    assert_eq!(fake.tokens().await.len(), 2);
+    let secrets =
+        kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &release_ns);
+    let held = wait_for(
+        Duration::from_secs(30),
+        "the credentials protected",
+        || async {
+            let s = secrets.list(&Default::default()).await.ok()?;
+            s.items.into_iter().find(|s| {
+                s.metadata
+                    .finalizers
+                    .iter()
+                    .flatten()
+                    .any(|f| f == "tokens.frontegg-operator.io/in-use")
+            })
+        },
+    )
+    .await;
+    let credentials = held.metadata.name.expect("name");
+
+    // 1. The tokens, with the operator running.
+    let (ok, _, err) = kubectl_run(
+        &[
+            "delete",
+            "userapitokens,useraccesstokens,tenantapitokens,tenantaccesstokens",
+            "--all",
+            "-n",
+            &watched,
+            "--wait",
+            "--timeout=60s",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(fake.tokens().await.is_empty(), "every remote token revoked");
+    // 2. The environment and its credentials Secret: no longer in use, they go at once.
+    let (ok, _, err) = kubectl_run(
+        &[
+            "delete",
+            "clusterfronteggenvironment",
+            &env_name,
+            "--wait",
+            "--timeout=30s",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = kubectl_run(
+        &[
+            "-n",
+            &release_ns,
+            "delete",
+            "secret",
+            &credentials,
+            "--wait",
+            "--timeout=30s",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    // 3. The release.
+    drop(operator);
+    let (ok, out, err) = helm_run(&["uninstall", &release, "-n", &release_ns, "--wait"]);
+    assert!(ok, "helm uninstall: {out}{err}");
+    assert!(fake.tokens().await.is_empty());
+    for ns in [&watched, &release_ns] {
+        let (ok, out, err) = kubectl_run(
+            &[
+                "-n",
+                ns,
+                "get",
+                "userapitokens,useraccesstokens,tenantapitokens,tenantaccesstokens,fronteggenvironments,secrets",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+            ],
+            None,
+        );
+        assert!(ok, "{err}");
+        assert!(
+            !out.lines().any(|l| l.split_whitespace().count() > 1),
+            "nothing terminating in {ns}: {out}"
+        );
+    }
+    let (ok, _, _) = kubectl_run(&["get", "clusterfronteggenvironment", &env_name], None);
+    assert!(!ok, "the default environment is gone");
 }

@@ -549,3 +549,121 @@ async fn an_environment_cannot_change_host_while_its_tokens_exist() {
         observed,
     );
 }
+
+/// Past the protection: someone removes the in-use finalizer by hand, deletes the environment
+/// and creates one of the same name at another host. The token's recorded connection names
+/// the old host, so nothing about it is asked of the new one, not even its revocation.
+#[tokio::test]
+async fn a_token_is_never_asked_about_at_a_host_that_did_not_issue_it() {
+    let (env, ns) = world("recreated").await;
+    let client = env.client.clone();
+    let other = Fake::start(&[]).await;
+    environment(&client, &ns, "env", &env.fake, "creds").await;
+    apply_yaml(&client, &token(&ns, "UserApiToken", "t", "env")).await;
+    let id = ready_id(&client, &ns, "userapitokens", "t").await;
+    let recorded = get_custom(&client, &ns, "userapitokens", "t")
+        .await
+        .expect("token")["status"]["current"]["connection"]
+        .clone();
+    let (ok, _, err) = kubectl_run(
+        &[
+            "-n",
+            &ns,
+            "patch",
+            "fronteggenvironment",
+            "env",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    let envs = dynamic_api(&client, Some(&ns), "fronteggenvironments");
+    envs.delete("env", &Default::default())
+        .await
+        .expect("delete");
+    wait_for(Duration::from_secs(30), "the environment gone", || async {
+        env_meta(&client, &ns, "env").await.is_none().then_some(())
+    })
+    .await;
+    environment(&client, &ns, "env", &other, "other-creds").await;
+    // EnvironmentNotFound first, while no environment of that name exists; then the verdict.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut reason = String::new();
+    while Instant::now() < deadline && reason != "ConnectionChanged" {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let obj = get_custom(&client, &ns, "userapitokens", "t")
+            .await
+            .expect("token");
+        reason = obj["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .and_then(|c| c["reason"].as_str())
+            .unwrap_or_default()
+            .to_string();
+    }
+    // Deleting it waits too: revoking it at the new host would send its id there.
+    let tokens = dynamic_api(&client, Some(&ns), "userapitokens");
+    tokens
+        .delete("t", &Default::default())
+        .await
+        .expect("delete");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let waiting = get_custom(&client, &ns, "userapitokens", "t")
+        .await
+        .is_some();
+    let (ok, _, err) = kubectl_run(
+        &[
+            "-n",
+            &ns,
+            "patch",
+            "userapitokens",
+            "t",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"deletionPolicy":"Orphan"}}"#,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    wait_for(
+        Duration::from_secs(30),
+        "the orphaned resource gone",
+        || async {
+            get_custom(&client, &ns, "userapitokens", "t")
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let asked = other
+        .call_log()
+        .await
+        .iter()
+        .filter(|c| c["path"].as_str().is_some_and(|p| p.contains(&id)))
+        .count();
+    let creates = other
+        .calls("POST /identity/resources/users/api-tokens/v1")
+        .await;
+    let observed = if reason == "ConnectionChanged"
+        && waiting
+        && asked == 0
+        && creates == 0
+        && recorded["baseUrl"] == env.fake.url.as_str()
+    {
+        Ok(format!(
+            "Ready=False ConnectionChanged; the deletion waited until deletionPolicy Orphan; the new host got 0 requests naming {id} and 0 creates"
+        ))
+    } else {
+        Err(format!(
+            "reason {reason}; deletion waited {waiting}; requests naming the id at the new host {asked}; creates {creates}; recorded {recorded}"
+        ))
+    };
+    record(
+        "connection change past the protection: finalizer removed by hand, the environment recreated at another host",
+        "no request for the token's id at the new host, no silent reissue; a clear condition",
+        observed,
+    );
+}

@@ -251,6 +251,29 @@ pub struct IssuedTokenRecord {
     /// it is reported, not replaced again, so a spec Frontegg never matches cannot loop.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reissued_for_drift: bool,
+    /// The connection it was issued through; absent for tokens issued by earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<IssuedConnection>,
+}
+
+/// The connection a token was issued through. Every later request about that token (a drift
+/// check, a patch, its revocation) goes through this connection, or nowhere.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedConnection {
+    pub environment_kind: EnvironmentKind,
+    /// A FronteggEnvironment's is in the token's namespace.
+    pub environment_name: String,
+    /// The environment object's UID at the time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_uid: Option<String>,
+    /// `scheme://host[:port]` the token was created at.
+    pub base_url: String,
+    pub auth_mode: crate::api::AuthModeSpec,
+    /// With vendor authentication, the vendor client ID: on a regional host shared by every
+    /// Frontegg account it names the account. Not a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 /// What an observed (`managementPolicy: Observe`) remote token looks like.
@@ -283,6 +306,9 @@ pub struct PendingRevocation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_timestamp")]
     pub not_before: Option<Timestamp>,
+    /// The connection it was issued through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<IssuedConnection>,
 }
 
 /// A remote create that was started and not yet recorded: the issuance journal, kept in the

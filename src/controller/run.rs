@@ -18,7 +18,7 @@ use crate::api::{
     UserAccessToken, UserApiToken,
 };
 use crate::controller::environment::reference::effective_ref;
-use crate::controller::environment::{health, protection};
+use crate::controller::environment::{credentials, health, protection};
 use crate::controller::kinds::TokenResource;
 use crate::controller::runtime::context::Context;
 use crate::controller::runtime::{series, trigger};
@@ -61,6 +61,12 @@ where
     let (fut, store) = health::cluster(ctx.clone(), selector, shutdown.clone());
     tasks.add(fut, wait_ready(store.clone()));
     ctx.caches.set_environments(store, environment_stores);
+    let credentials_scopes = credentials_scopes(&scope, &ctx.config.operator_namespace);
+    tasks.controllers.extend(credentials::controllers(
+        &ctx,
+        &credentials_scopes,
+        shutdown.clone(),
+    ));
     let operator_namespace = &ctx.config.operator_namespace;
     let caches = ctx
         .caches
@@ -76,6 +82,16 @@ where
         tracing::info!("caches synced; ready");
     });
     futures::future::join_all(controllers).await;
+}
+
+/// Where credentials Secrets live: the watched namespaces, and the operator's own (the
+/// ClusterFronteggEnvironments').
+fn credentials_scopes(scope: &WatchScope, operator_namespace: &str) -> Vec<Option<String>> {
+    let mut scopes = watched_namespaces(scope);
+    if !scopes.contains(&None) && !scope.namespaces.iter().any(|n| n == operator_namespace) {
+        scopes.push(Some(operator_namespace.to_string()));
+    }
+    scopes
 }
 
 /// `None` (the whole cluster) or each watched namespace.

@@ -373,6 +373,11 @@ impl IdentityClient {
         &self.env.base_url
     }
 
+    /// The client ID it authenticates with (not a secret).
+    pub fn client_id(&self) -> &str {
+        &self.env.client_id
+    }
+
     /// The user and tenant of a user-token environment, once it authenticated.
     pub fn user_identity(&self) -> Option<UserIdentity> {
         self.identity.lock().ok().and_then(|i| i.clone())

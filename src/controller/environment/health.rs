@@ -16,7 +16,7 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::protection::{Protected, Settled};
+use super::protection::{IN_USE_RECHECK, Protected, Settled};
 use super::reference::environment_key;
 use super::resolve::client_for;
 use crate::api::{
@@ -203,9 +203,8 @@ async fn protection_of<E: Environment>(env: &E, ctx: &Context) -> Result<Protect
     })
 }
 
-/// A deletion that waits for token resources: the status says how many, an Event names the
-/// first few when the number changes, and the check comes back soon (the tokens' own
-/// deletions do not trigger it).
+/// A deletion that waits for token resources: the status says how many, and an Event names
+/// the first few when the number changes.
 async fn waiting<E: Environment>(
     env: &E,
     ctx: &Context,
@@ -238,9 +237,6 @@ async fn waiting<E: Environment>(
     }
     Ok(Action::requeue(IN_USE_RECHECK))
 }
-
-/// How often a deletion that waits for token resources looks again.
-const IN_USE_RECHECK: std::time::Duration = std::time::Duration::from_secs(3);
 
 async fn write_status<E: Environment>(
     env: &E,

@@ -2,12 +2,14 @@
 //! reference, its key, the base URL rules), `registry` (one shared client per environment),
 //! `resolve` (the guard rails, then the credentials, then the client), `policy` (pure: a
 //! ClusterFronteggEnvironment's token policy), `protection` (the in-use finalizer on an
-//! environment and its credentials Secret while tokens hold them) and `health` (the
-//! environments' own controller).
+//! environment and its credentials Secret while tokens hold them), `health` (the
+//! environments' own controller) and `credentials` (the credentials Secrets' controller, which
+//! releases one being deleted once nothing holds it).
 //!
 //! May use: `runtime`, `kinds`, `steps::journal` (what a token holds), `crate::api`,
 //! `crate::identity`, `crate::metrics`.
 
+pub mod credentials;
 pub mod health;
 pub mod policy;
 pub mod protection;

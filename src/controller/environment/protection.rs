@@ -49,18 +49,40 @@ pub fn holds_remote_token<K: TokenResource>(obj: &K) -> bool {
         || status.pending_issue.is_some()
 }
 
+/// Through `env`: the environment it uses now, or one a token it holds was recorded as
+/// issued through (the operator's default environment may have changed since).
 fn issued_through<K: TokenResource>(
     obj: &K,
     default: &EnvironmentRef,
     env: &EnvironmentId,
 ) -> bool {
+    let namespace = obj.meta().namespace.as_deref();
+    let names = |kind: EnvironmentKind, name: &str| {
+        kind == env.kind
+            && name == env.name
+            && env
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| namespace == Some(ns))
+    };
     let r = effective_ref(obj.common().environment_ref.as_ref(), default);
-    r.kind == env.kind
-        && r.name == env.name
-        && env
-            .namespace
-            .as_deref()
-            .is_none_or(|ns| obj.meta().namespace.as_deref() == Some(ns))
+    if names(r.kind, &r.name) {
+        return true;
+    }
+    let Some(status) = obj.token_status() else {
+        return false;
+    };
+    status
+        .current
+        .iter()
+        .filter_map(|c| c.connection.as_ref())
+        .chain(
+            status
+                .pending_revocations
+                .iter()
+                .filter_map(|p| p.connection.as_ref()),
+        )
+        .any(|c| names(c.environment_kind, &c.environment_name))
 }
 
 fn holders_among<'a, K: TokenResource>(
@@ -138,6 +160,83 @@ async fn live_holders(ctx: &Context, envs: &[EnvironmentId]) -> Result<Vec<Holde
     Ok(all)
 }
 
+/// The holders of `envs`: from the cache, or when it finds none, from a fresh list (what a
+/// finalizer is removed on).
+pub async fn holders_of(ctx: &Context, envs: &[EnvironmentId]) -> Result<Vec<Holder>, Error> {
+    let cached = ctx.caches.cached_holders(envs);
+    if !cached.is_empty() || envs.is_empty() {
+        return Ok(cached);
+    }
+    live_holders(ctx, envs).await
+}
+
+/// The environments that read Secret `namespace/name`, by a fresh list: what releasing the
+/// Secret is decided on (the caches may not have synced yet after a restart).
+pub async fn live_users_of_secret(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Vec<EnvironmentId>, Error> {
+    let params = ListParams::default();
+    let mut users: Vec<EnvironmentId> =
+        Api::<FronteggEnvironment>::namespaced(ctx.client.clone(), namespace)
+            .list(&params)
+            .await
+            .context("list the environments that may read the credentials Secret")?
+            .items
+            .into_iter()
+            .filter(|e| e.spec.connection.credentials_secret_ref.name == name)
+            .map(|e| EnvironmentId {
+                kind: EnvironmentKind::FronteggEnvironment,
+                namespace: Some(namespace.to_string()),
+                name: e.name_any(),
+            })
+            .collect();
+    if namespace == ctx.config.operator_namespace {
+        let cluster = Api::<ClusterFronteggEnvironment>::all(ctx.client.clone())
+            .list(&params)
+            .await
+            .context("list the environments that may read the credentials Secret")?;
+        users.extend(
+            cluster
+                .items
+                .into_iter()
+                .filter(|e| e.spec.connection.credentials_secret_ref.name == name)
+                .map(|e| EnvironmentId {
+                    kind: EnvironmentKind::ClusterFronteggEnvironment,
+                    namespace: None,
+                    name: e.name_any(),
+                }),
+        );
+    }
+    Ok(users)
+}
+
+/// Whether Secret `namespace/name` is held: by the caches first, and when they find nothing,
+/// by fresh lists of the environments that read it and of their tokens.
+pub async fn secret_holders(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Vec<Holder>, Error> {
+    let cached_users =
+        ctx.caches
+            .environments_using_secret(namespace, name, &ctx.config.operator_namespace);
+    let cached = ctx.caches.cached_holders(&cached_users);
+    if !cached.is_empty() {
+        return Ok(cached);
+    }
+    let users = live_users_of_secret(ctx, namespace, name).await?;
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    live_holders(ctx, &users).await
+}
+
+/// How often a deletion that waits for token resources looks again: their own deletions do
+/// not trigger it.
+pub const IN_USE_RECHECK: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// An environment and its credentials Secret, as the environment check read them.
 pub struct Protected<E> {
     pub id: EnvironmentId,
@@ -152,7 +251,7 @@ pub struct Protected<E> {
 
 /// What a deletion in progress came to.
 pub enum Settled {
-    /// Nothing of this environment is being deleted: the check goes on as usual.
+    /// The environment is not being deleted: the check goes on as usual.
     NotDeleting,
     /// The finalizers came off; the deletion proceeds.
     Released,
@@ -164,16 +263,6 @@ impl<E> Protected<E>
 where
     E: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
-    fn env_deleting(&self) -> bool {
-        self.meta.deletion_timestamp.is_some()
-    }
-
-    fn secret_deleting(&self) -> bool {
-        self.secret
-            .as_ref()
-            .is_some_and(|s| s.metadata.deletion_timestamp.is_some() && protected(&s.metadata))
-    }
-
     /// Adds the finalizers where a cached token resource holds the environment.
     pub async fn hold(&self, ctx: &Context) -> Result<(), Error> {
         if ctx
@@ -196,48 +285,31 @@ where
         Ok(())
     }
 
-    /// While the environment or its Secret is being deleted: releases them once no token
-    /// resource holds them, or names the holders.
+    /// While the environment is being deleted: releases it once no token resource holds it,
+    /// with its credentials Secret unless another environment reads that too. (A Secret
+    /// being deleted is `credentials.rs`'s.)
     pub async fn settle(&self, ctx: &Context) -> Result<Settled, Error> {
-        let (env_deleting, secret_deleting) = (self.env_deleting(), self.secret_deleting());
-        if !env_deleting && !secret_deleting {
+        if self.meta.deletion_timestamp.is_none() {
             return Ok(Settled::NotDeleting);
         }
-        // The Secret's users are every environment that reads it; the environment's, itself.
-        let sharing = ctx.caches.environments_using_secret(
-            &self.secret_namespace,
-            &self.secret_name,
-            &ctx.config.operator_namespace,
-        );
-        let mut users = if secret_deleting {
-            sharing.clone()
-        } else {
-            Vec::new()
-        };
-        if !users.contains(&self.id) {
-            users.push(self.id.clone());
+        let holders = holders_of(ctx, std::slice::from_ref(&self.id)).await?;
+        if !holders.is_empty() {
+            return Ok(Settled::Waiting(holders));
         }
-        let cached = ctx.caches.cached_holders(&users);
-        if !cached.is_empty() {
-            return Ok(Settled::Waiting(cached));
-        }
-        let live = live_holders(ctx, &users).await?;
-        if !live.is_empty() {
-            return Ok(Settled::Waiting(live));
-        }
-        let shared = sharing.iter().any(|e| *e != self.id);
+        let shared = live_users_of_secret(ctx, &self.secret_namespace, &self.secret_name)
+            .await?
+            .iter()
+            .any(|e| *e != self.id);
         if let Some(secret) = &self.secret
-            && (secret_deleting || !shared)
+            && !shared
         {
             remove_finalizer(&self.secrets, &secret.metadata)
                 .await
                 .context("release the credentials Secret")?;
         }
-        if env_deleting {
-            remove_finalizer(&self.api, &self.meta)
-                .await
-                .context("release the environment")?;
-        }
+        remove_finalizer(&self.api, &self.meta)
+            .await
+            .context("release the environment")?;
         Ok(Settled::Released)
     }
 }
@@ -250,7 +322,7 @@ fn helm_hook(meta: &ObjectMeta) -> bool {
 
 const HELM_HOOK: &str = "helm.sh/hook";
 
-fn protected(meta: &ObjectMeta) -> bool {
+pub fn protected(meta: &ObjectMeta) -> bool {
     meta.finalizers
         .iter()
         .flatten()
@@ -281,7 +353,7 @@ where
 
 /// Removes the finalizer by position, with a test, so another controller's finalizer that
 /// took its place meanwhile stays.
-async fn remove_finalizer<K>(api: &Api<K>, meta: &ObjectMeta) -> Result<(), kube::Error>
+pub async fn remove_finalizer<K>(api: &Api<K>, meta: &ObjectMeta) -> Result<(), kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
@@ -432,6 +504,7 @@ mod tests {
                 id: "old".into(),
                 reason: "rotation".into(),
                 not_before: None,
+                connection: None,
             }],
             ..TokenStatus::default()
         });

@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use super::reference::{base_url_allowed, environment_key, normalise_base_url};
 use crate::api::{
     AuthModeSpec, CREDENTIALS_LABEL, ClusterFronteggEnvironment, EnvironmentConnection,
-    EnvironmentKind, EnvironmentRef, FronteggEnvironment, TokenPolicy,
+    EnvironmentKind, EnvironmentRef, FronteggEnvironment, IssuedConnection, TokenPolicy,
+    TokenStatus,
 };
 use crate::controller::runtime::context::Context;
 use crate::controller::runtime::error::{Error, KubeContext};
@@ -42,6 +43,7 @@ pub struct Origin {
     pub credentials: Option<(String, String)>,
     /// The environment's deletion has begun, as this read saw it.
     pub deleting: Option<String>,
+    pub uid: Option<String>,
 }
 
 impl Origin {
@@ -51,7 +53,69 @@ impl Origin {
             environment: env,
             credentials: Some((ns.to_string(), conn.credentials_secret_ref.name.clone())),
             deleting,
+            uid: meta.uid.clone(),
         }
+    }
+}
+
+impl Resolved {
+    /// What a token issued now records as its connection.
+    pub fn connection(&self) -> IssuedConnection {
+        let auth_mode = match self.client.auth_mode() {
+            AuthMode::Vendor => AuthModeSpec::Vendor,
+            AuthMode::UserApiToken => AuthModeSpec::UserApiToken,
+        };
+        IssuedConnection {
+            environment_kind: self.origin.environment.kind,
+            environment_name: self.origin.environment.name.clone(),
+            environment_uid: self.origin.uid.clone(),
+            base_url: self.client.base_url().to_string(),
+            auth_mode,
+            // A user token's host is the account's own sub-domain, and its client ID changes
+            // with every rotation of that user token.
+            client_id: (auth_mode == AuthModeSpec::Vendor)
+                .then(|| self.client.client_id().to_string()),
+        }
+    }
+
+    /// Refuses a token whose recorded connection is not this environment's: a request for
+    /// its id would go to a host (or an account) that did not issue it. The environment
+    /// object may have been recreated; what must match is where the requests go.
+    pub fn serves(&self, token: &str, recorded: Option<&IssuedConnection>) -> Result<(), Error> {
+        let Some(recorded) = recorded else {
+            return Ok(());
+        };
+        let now = self.connection();
+        let same = now.base_url == recorded.base_url
+            && now.auth_mode == recorded.auth_mode
+            && now.client_id == recorded.client_id;
+        if same {
+            return Ok(());
+        }
+        Err(Error::ConnectionChanged {
+            token: token.to_string(),
+            issued: describe(recorded),
+            environment: self.origin.environment.to_string(),
+            now: describe(&now),
+        })
+    }
+
+    /// Every token `status` records: none may be asked about through another connection.
+    pub fn serves_all(&self, status: &TokenStatus) -> Result<(), Error> {
+        if let Some(current) = &status.current {
+            self.serves(&current.id, current.connection.as_ref())?;
+        }
+        for pending in &status.pending_revocations {
+            self.serves(&pending.id, pending.connection.as_ref())?;
+        }
+        Ok(())
+    }
+}
+
+fn describe(c: &IssuedConnection) -> String {
+    match &c.client_id {
+        Some(id) => format!("{} (vendor client ID {id})", c.base_url),
+        None => format!("{} ({:?})", c.base_url, c.auth_mode),
     }
 }
 
@@ -361,4 +425,70 @@ fn fingerprint(parts: &[&str], settings: &str) -> String {
     }
     hasher.update(settings);
     format!("{:x}", hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolved(base_url: &str, client_id: &str, auth: AuthMode) -> Resolved {
+        let config = EnvironmentConfig {
+            base_url: base_url.into(),
+            client_id: client_id.into(),
+            secret: SecretString::from("not-used"),
+            environment_id: None,
+            auth,
+        };
+        let client = IdentityClient::new(config, ClientOptions::default(), None).unwrap();
+        Resolved {
+            key: "k".into(),
+            client: Arc::new(client),
+            policy: None,
+            origin: Origin {
+                environment: EnvironmentId {
+                    kind: EnvironmentKind::FronteggEnvironment,
+                    namespace: Some("ns".into()),
+                    name: "env".into(),
+                },
+                credentials: None,
+                deleting: None,
+                uid: Some("uid-1".into()),
+            },
+        }
+    }
+
+    #[test]
+    fn a_token_is_served_only_through_the_connection_that_issued_it() {
+        let recorded = resolved("https://a.example", "vendor-1", AuthMode::Vendor).connection();
+        assert_eq!(recorded.client_id.as_deref(), Some("vendor-1"));
+        assert_eq!(recorded.environment_uid.as_deref(), Some("uid-1"));
+
+        let mut recreated = resolved("https://a.example", "vendor-1", AuthMode::Vendor);
+        recreated.origin.uid = Some("uid-2".into());
+        assert!(
+            recreated.serves("t", Some(&recorded)).is_ok(),
+            "the object recreated, the requests go where they went"
+        );
+
+        let moved = resolved("https://b.example", "vendor-1", AuthMode::Vendor);
+        let err = moved.serves("t", Some(&recorded)).unwrap_err();
+        assert_eq!(err.reason(), "ConnectionChanged");
+        let message = err.to_string();
+        assert!(message.contains("https://a.example") && message.contains("https://b.example"));
+        let other_account = resolved("https://a.example", "vendor-2", AuthMode::Vendor);
+        assert!(other_account.serves("t", Some(&recorded)).is_err());
+
+        assert!(
+            moved.serves("t", None).is_ok(),
+            "a record from an earlier version carries no connection"
+        );
+
+        let user = resolved("https://acme.example", "key-1", AuthMode::UserApiToken).connection();
+        assert_eq!(user.client_id, None);
+        let rotated = resolved("https://acme.example", "key-2", AuthMode::UserApiToken);
+        assert!(
+            rotated.serves("t", Some(&user)).is_ok(),
+            "a user API token's client ID changes with its rotation"
+        );
+    }
 }

@@ -154,6 +154,7 @@ fn record<K: TokenResource>(
         updated_at: None,
         imported: true,
         reissued_for_drift: false,
+        connection: Some(step.world.env.connection()),
     });
     changes.status.last_attempt = Some(AttemptRecord {
         operation: "Import".into(),

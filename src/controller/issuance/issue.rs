@@ -329,10 +329,16 @@ impl<K: TokenResource> Issuance<'_, '_, K> {
         }
         let status = &mut changes.status;
         if let Some(old) = self.superseded.clone() {
+            let connection = status
+                .current
+                .as_ref()
+                .filter(|c| c.id == old)
+                .and_then(|c| c.connection.clone());
             status.pending_revocations.push(PendingRevocation {
                 id: old,
                 reason: self.reason.describe().into(),
                 not_before: now.checked_add(desired.grace_period).ok(),
+                connection,
             });
         }
         status.current = Some(IssuedTokenRecord {
@@ -345,6 +351,7 @@ impl<K: TokenResource> Issuance<'_, '_, K> {
             attempt_id: Some(self.attempt_id.clone()),
             secret_digest: Some(secret_digest(credential)),
             reissued_for_drift: self.reason == IssueReason::RemoteDrift,
+            connection: Some(self.step.world.env.connection()),
             ..IssuedTokenRecord::default()
         });
         status.close_journal();

@@ -30,6 +30,7 @@ pub async fn recover<K: TokenResource>(
                 id: old.id,
                 reason: "superseded by the token an interrupted issuance left in the Secret".into(),
                 not_before: step.now.checked_add(desired.grace_period).ok(),
+                connection: old.connection,
             });
         }
         status.current = Some(IssuedTokenRecord {
@@ -41,6 +42,7 @@ pub async fn recover<K: TokenResource>(
             patched_spec_hash: desired.patched_spec_hash.clone(),
             attempt_id: status.pending_issue.as_ref().map(|i| i.attempt_id.clone()),
             secret_digest: Some(secret_digest(cred)),
+            connection: Some(world.env.connection()),
             ..IssuedTokenRecord::default()
         });
         changes.notes.push((

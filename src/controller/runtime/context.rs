@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::caches::Caches;
 use super::events::EventPublisher;
+use super::holders::Reported;
 use super::jitter::jitter;
 use super::listings::DriftCache;
 use super::throttle::IssueThrottle;
@@ -53,6 +54,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Environments, namespace labels and credentials Secrets, served from watches.
     pub caches: Caches,
+    /// The in-use Events sent for credentials Secrets being deleted.
+    pub reported: Reported,
     /// Environments with an environment_ready series, so that deleted ones lose theirs.
     pub environments_seen: Mutex<std::collections::HashSet<EnvironmentLabels>>,
     failures: Mutex<HashMap<String, u32>>,
@@ -75,6 +78,7 @@ impl Context {
             config,
             metrics,
             caches: Caches::default(),
+            reported: Reported::default(),
             environments_seen: Mutex::default(),
             failures: Mutex::default(),
         }

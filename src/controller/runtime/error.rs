@@ -50,6 +50,15 @@ pub enum Error {
         "{0} is being deleted: no new token is issued through it; the tokens it issued are revoked as their resources are deleted"
     )]
     EnvironmentDeleting(String),
+    #[error(
+        "token {token} was issued through {issued}, and {environment} now connects to {now}; no request for it goes to another connection. Restore the environment's connection, or set spec.deletionPolicy to Orphan and delete this resource (the token then stays in Frontegg until revoked there)"
+    )]
+    ConnectionChanged {
+        token: String,
+        issued: String,
+        environment: String,
+        now: String,
+    },
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
     #[error(
@@ -116,6 +125,7 @@ impl Error {
             Error::CredentialsNotMarked { .. } => "CredentialsNotMarked",
             Error::EnvironmentNotServed(_) => "EnvironmentNotFound",
             Error::EnvironmentDeleting(_) => "EnvironmentDeleting",
+            Error::ConnectionChanged { .. } => "ConnectionChanged",
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::SecretConflict(_) => "SecretConflict",
             Error::Identity(IdentityError::Transient(_)) => "FronteggUnavailable",

@@ -3,6 +3,9 @@
 //! cache). Only the shape lives here, so that the caches can hold the views without knowing
 //! the token kinds.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use futures::future::BoxFuture;
 
 use crate::api::EnvironmentKind;
@@ -49,4 +52,22 @@ pub trait TokenHolders: Send + Sync {
         client: &'a kube::Client,
         envs: &'a [EnvironmentId],
     ) -> BoxFuture<'a, Result<Vec<Holder>, kube::Error>>;
+}
+
+/// How many holders each waiting Secret's last Event named, so that the Event is sent when
+/// the number changes rather than at every look.
+#[derive(Default)]
+pub struct Reported(Mutex<HashMap<String, usize>>);
+
+impl Reported {
+    /// Whether `count` differs from what was last reported for `uid` (and records it).
+    pub fn changed(&self, uid: &str, count: usize) -> bool {
+        let Ok(mut seen) = self.0.lock() else {
+            return true;
+        };
+        if count == 0 {
+            return seen.remove(uid).is_some();
+        }
+        seen.insert(uid.to_string(), count) != Some(count)
+    }
 }

@@ -99,6 +99,7 @@ mod tests {
             updated_at: None,
             imported: false,
             reissued_for_drift: false,
+            connection: None,
         }
     }
 
@@ -133,6 +134,7 @@ mod tests {
                 id: "old".into(),
                 reason: "rotated".into(),
                 not_before: None,
+                connection: None,
             }],
             ..TokenStatus::default()
         });

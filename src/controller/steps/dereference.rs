@@ -84,6 +84,7 @@ pub async fn dereference<K: TokenResource>(
     read: SecretRead,
 ) -> Result<World, Error> {
     let env = token_environment(obj, ctx).await?;
+    env.serves_all(status)?;
     check_policy(obj, desired, &env)?;
     let secrets: Api<Secret> =
         Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
@@ -436,6 +437,7 @@ mod tests {
                 id: "old".into(),
                 reason: "Rotation".into(),
                 not_before: None,
+                connection: None,
             }],
             ..TokenStatus::default()
         };

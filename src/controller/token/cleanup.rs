@@ -8,7 +8,8 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use crate::api::{
-    DeletionPolicy, EnvironmentKind, IssuedTokenRecord, ManagementPolicy, TokenStatus,
+    DeletionPolicy, EnvironmentKind, EnvironmentRef, IssuedTokenRecord, ManagementPolicy,
+    TokenStatus,
 };
 use crate::controller::environment::reference::{effective_ref, environment_key};
 use crate::controller::environment::resolve::{self, Origin, Purpose, Resolved};
@@ -95,7 +96,10 @@ async fn revoke_held<K: TokenResource>(
         return Ok(Vec::new());
     }
     let failed = |e: Error| Error::RevocationFailed { cause: Box::new(e) };
-    let env = resolve_for_cleanup(obj, ctx).await.map_err(failed)?;
+    let env = resolve_for_cleanup(obj, ctx, status)
+        .await
+        .map_err(failed)?;
+    env.serves_all(status).map_err(failed)?;
     let owner = dereference::owner(obj);
     if status.pending_issue.is_some() {
         // An interrupted issuance may have left a token nobody recorded: find it by its mark.
@@ -138,15 +142,29 @@ fn finished<K: TokenResource>(obj: &K, ctx: &Context) {
     ctx.forget(&object_key(obj), obj.meta().uid.as_deref());
 }
 
-/// During namespace deletion the environment or its credentials Secret may already be gone;
-/// the client built from them earlier still works, so fall back to it.
-async fn resolve_for_cleanup<K: TokenResource>(obj: &K, ctx: &Context) -> Result<Resolved, Error> {
+/// The environment the current token was issued through (the operator's default may have
+/// changed since). In-use protection keeps it until this cleanup is done; a client built
+/// from it earlier, still in memory, serves where it went anyway (an older operator, or a
+/// finalizer removed by hand).
+async fn resolve_for_cleanup<K: TokenResource>(
+    obj: &K,
+    ctx: &Context,
+    status: &TokenStatus,
+) -> Result<Resolved, Error> {
     let common = obj.common();
     let namespace = obj.namespace().unwrap_or_default();
-    let env_ref = effective_ref(
+    let recorded = status
+        .current
+        .as_ref()
+        .and_then(|c| c.connection.as_ref())
+        .map(|c| EnvironmentRef {
+            kind: c.environment_kind,
+            name: c.environment_name.clone(),
+        });
+    let env_ref = recorded.as_ref().unwrap_or(effective_ref(
         common.environment_ref.as_ref(),
         &ctx.config.default_environment,
-    );
+    ));
     match resolve::resolve(ctx, &namespace, env_ref, &common.tenant_id, Purpose::Revoke).await {
         Ok(env) => Ok(env),
         Err(e @ (Error::EnvironmentNotFound { .. } | Error::CredentialsInvalid(_))) => {
@@ -161,6 +179,7 @@ async fn resolve_for_cleanup<K: TokenResource>(obj: &K, ctx: &Context) -> Result
                 },
                 credentials: None,
                 deleting: None,
+                uid: None,
             };
             ctx.clients
                 .cached(&key)
