@@ -121,6 +121,11 @@ struct RunArgs {
     /// Only serve ClusterFronteggEnvironments matching this label selector.
     #[arg(long, env = "CLUSTER_ENVIRONMENT_SELECTOR")]
     cluster_environment_selector: Option<String>,
+    /// Revoke leaked tokens: tokens this installation created whose resource no longer exists
+    /// (its finalizer removed by hand), seen for a full resync period and absent from a fresh
+    /// read. Without it they are only reported.
+    #[arg(long, env = "COLLECT_LEAKED_TOKENS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    collect_leaked_tokens: bool,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -225,12 +230,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Kubernetes: {e}"))?;
     let metrics = Arc::new(Metrics::new());
-    let ctx = Arc::new(context(
-        &args,
-        default_environment,
-        client.clone(),
-        metrics.clone(),
-    ));
+    let installation = installation_id(&client, &args.watch_namespaces).await;
+    let mut ctx = context(&args, default_environment, client.clone(), metrics.clone());
+    ctx.config.installation_id = installation;
+    let ctx = Arc::new(ctx);
     let scope = controller::WatchScope {
         namespaces: args
             .watch_namespaces
@@ -279,6 +282,27 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     result
 }
 
+/// This installation's id for the marks (`steps::marker::installation_id`), from the
+/// `kube-system` namespace's UID. Without it, tokens are marked as earlier versions did and
+/// none is ever taken for leaked.
+async fn installation_id(client: &kube::Client, watched: &[String]) -> Option<String> {
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(client.clone());
+    match namespaces.get_metadata_opt("kube-system").await {
+        Ok(Some(ns)) => {
+            let watched: Vec<String> = watched.iter().filter(|n| !n.is_empty()).cloned().collect();
+            ns.metadata
+                .uid
+                .map(|uid| controller::installation_id(&uid, &watched))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the kube-system namespace; leaked tokens will not be detected");
+            None
+        }
+    }
+}
+
 /// The context every reconcile shares, from the flags.
 fn context(
     args: &RunArgs,
@@ -304,6 +328,8 @@ fn context(
         grace_period: args.grace_period,
         allowed_base_urls: args.allowed_base_urls.clone(),
         cluster_environment_selector: args.cluster_environment_selector.clone(),
+        installation_id: None,
+        collect_leaked_tokens: args.collect_leaked_tokens,
     };
     controller::Context::new(client, events, config, metrics)
 }

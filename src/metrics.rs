@@ -51,6 +51,14 @@ pub struct EnvironmentLabels {
     pub name: String,
 }
 
+/// An environment (its key, as in `environment_ready`'s tokens: `FronteggEnvironment/ns/name`
+/// or `ClusterFronteggEnvironment/name`) and a token kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeakLabels {
+    pub environment: String,
+    pub kind: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -71,6 +79,7 @@ pub struct Metrics {
     pub reconcile_panics: Family<KindLabels, Counter>,
     pub revocation_failures: Family<KindLabels, Counter>,
     pub environment_ready: Family<EnvironmentLabels, Gauge>,
+    pub leaked_remote_tokens: Family<LeakLabels, Gauge>,
     pub access_token_refreshes: Family<KindActionLabels, Counter>,
     pub remote_drift: Family<KindActionLabels, Counter>,
     pub imported: Family<KindLabels, Counter>,
@@ -99,6 +108,7 @@ impl Metrics {
             reconcile_panics: Family::default(),
             revocation_failures: Family::default(),
             environment_ready: Family::default(),
+            leaked_remote_tokens: Family::default(),
             access_token_refreshes: Family::default(),
             remote_drift: Family::default(),
             imported: Family::default(),
@@ -191,6 +201,11 @@ impl Metrics {
             "environment_ready",
             "1 while an environment authenticates, 0 while it does not",
             self.environment_ready.clone(),
+        );
+        r.register(
+            "leaked_remote_tokens",
+            "Remote tokens this installation created whose resource no longer exists (a finalizer removed by hand), by environment and kind",
+            self.leaked_remote_tokens.clone(),
         );
         r.register(
             "access_token_refreshes",

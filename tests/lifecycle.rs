@@ -555,7 +555,7 @@ async fn an_environment_cannot_change_host_while_its_tokens_exist() {
 /// the old host, so nothing about it is asked of the new one, not even its revocation.
 #[tokio::test]
 async fn a_token_is_never_asked_about_at_a_host_that_did_not_issue_it() {
-    let (env, ns) = world("recreated").await;
+    let (mut env, ns) = world("recreated").await;
     let client = env.client.clone();
     let other = Fake::start(&[]).await;
     environment(&client, &ns, "env", &env.fake, "creds").await;
@@ -565,6 +565,8 @@ async fn a_token_is_never_asked_about_at_a_host_that_did_not_issue_it() {
         .await
         .expect("token")["status"]["current"]["connection"]
         .clone();
+    // With the operator stopped, or it would put the finalizer back before the deletion.
+    env.operator.stop();
     let (ok, _, err) = kubectl_run(
         &[
             "-n",
@@ -588,6 +590,7 @@ async fn a_token_is_never_asked_about_at_a_host_that_did_not_issue_it() {
     })
     .await;
     environment(&client, &ns, "env", &other, "other-creds").await;
+    env.restart_operator("recreated", &[], &[]);
     // EnvironmentNotFound first, while no environment of that name exists; then the verdict.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut reason = String::new();
@@ -665,5 +668,169 @@ async fn a_token_is_never_asked_about_at_a_host_that_did_not_issue_it() {
         "connection change past the protection: finalizer removed by hand, the environment recreated at another host",
         "no request for the token's id at the new host, no silent reissue; a clear condition",
         observed,
+    );
+}
+
+/// The leaked-token rows: a token whose finalizer was removed by hand and whose resource was
+/// deleted is reported, then collected once the operator runs with --collect-leaked-tokens;
+/// tokens marked by another installation, or by an earlier version, are never touched.
+#[tokio::test]
+async fn a_leaked_token_is_reported_then_collected_and_no_other_installations_token_is_touched() {
+    let (mut env, ns) = world("leaked").await;
+    let client = env.client.clone();
+    environment(&client, &ns, "env", &env.fake, "creds").await;
+    for name in ["kept", "leaked"] {
+        apply_yaml(&client, &token(&ns, "UserApiToken", name, "env")).await;
+    }
+    ready_id(&client, &ns, "userapitokens", "kept").await;
+    let leaked = ready_id(&client, &ns, "userapitokens", "leaked").await;
+    let uid = get_custom(&client, &ns, "userapitokens", "leaked")
+        .await
+        .expect("token")["metadata"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_string();
+    // Another installation's token, and one an earlier version marked, both for a resource
+    // this cluster does not have.
+    let path = "/resources/users/api-tokens/v1";
+    let mut foreign = Vec::new();
+    for mark in [
+        "[k8s:another-cluster/0000-gone/1a2b3c4d]",
+        "[k8s:0000-gone/1a2b3c4d]",
+    ] {
+        let made = env
+            .fake
+            .create_remote(
+                path,
+                "t",
+                Some("u"),
+                json!({"description": format!("other {mark}")}),
+            )
+            .await;
+        foreign.push(made["clientId"].as_str().expect("id").to_string());
+    }
+    // With the operator stopped, or it would put the finalizer back before the deletion.
+    env.operator.stop();
+    let (ok, _, err) = kubectl_run(
+        &[
+            "-n",
+            &ns,
+            "patch",
+            "userapitokens",
+            "leaked",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    dynamic_api(&client, Some(&ns), "userapitokens")
+        .delete("leaked", &Default::default())
+        .await
+        .expect("delete");
+    wait_for(Duration::from_secs(30), "the resource gone", || async {
+        get_custom(&client, &ns, "userapitokens", "leaked")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    env.restart_operator("after-leak", &[], &[]);
+    let since = Instant::now();
+    let listed = wait_for(Duration::from_secs(30), "the leak reported", || async {
+        let e = env_meta(&client, &ns, "env").await?;
+        let list = e["status"]["leakedTokens"].as_array()?.clone();
+        (!list.is_empty()).then_some(list)
+    })
+    .await;
+    let reported_in = since.elapsed();
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), &ns);
+    let warning = wait_for(
+        Duration::from_secs(30),
+        "a LeakedTokens Warning",
+        || async {
+            events
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some("LeakedTokens"))
+                .and_then(|e| e.message)
+        },
+    )
+    .await;
+    let metrics = reqwest::get(format!("{}/metrics", env.operator.metrics_url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let series = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("frontegg_token_operator_leaked_remote_tokens{")
+                && l.contains("kind=\"UserApiToken\"")
+                && l.contains(&format!("FronteggEnvironment/{ns}/env"))
+        })
+        .unwrap_or_default()
+        .to_string();
+    let only_ours = listed.len() == 1
+        && listed[0]["id"] == leaked.as_str()
+        && listed[0]["resourceUid"] == uid.as_str();
+    let still_alive = env.fake.token(&leaked).await.is_some();
+    record(
+        "leaked token: its finalizer removed by hand, its resource deleted (collection off)",
+        "reported within one resync (status, metric, Warning Event); nothing revoked",
+        if only_ours && still_alive && series.ends_with(" 1") && warning.contains(&leaked) {
+            Ok(format!(
+                "reported in {:.1} s: status.leakedTokens [{leaked}], `{series}`, Warning \"{}\"",
+                reported_in.as_secs_f64(),
+                warning.chars().take(90).collect::<String>()
+            ))
+        } else {
+            Err(format!(
+                "listed {listed:?}; alive {still_alive}; metric `{series}`; {warning}"
+            ))
+        },
+    );
+
+    env.restart_operator("collecting", &["--collect-leaked-tokens", "true"], &[]);
+    let since = Instant::now();
+    wait_for(
+        Duration::from_secs(60),
+        "the leaked token revoked",
+        || async { env.fake.token(&leaked).await.is_none().then_some(()) },
+    )
+    .await;
+    let revoked_in = since.elapsed();
+    wait_for(Duration::from_secs(30), "the status cleared", || async {
+        let e = env_meta(&client, &ns, "env").await?;
+        e["status"]["leakedTokens"].is_null().then_some(())
+    })
+    .await;
+    // A few more resync periods: neither foreign token is ever asked about.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let log = env.fake.call_log().await;
+    let mut untouched = true;
+    for id in &foreign {
+        let asked = log
+            .iter()
+            .any(|c| c["path"].as_str().is_some_and(|p| p.contains(id.as_str())));
+        untouched &= !asked && env.fake.token(id).await.is_some();
+    }
+    let kept = env.fake.tokens().await.len();
+    record(
+        "leaked token with --collect-leaked-tokens; tokens marked by another installation and by an earlier version",
+        "the leaked token revoked; the other two never touched",
+        if untouched && kept == 3 {
+            Ok(format!(
+                "revoked {:.1} s after the restart; the other installation's and the old-format token alive, 0 requests naming them",
+                revoked_in.as_secs_f64()
+            ))
+        } else {
+            Err(format!("untouched {untouched}; tokens left {kept}"))
+        },
     );
 }

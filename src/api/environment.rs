@@ -276,6 +276,26 @@ pub struct EnvironmentStatus {
     /// when the last is revoked (its resource deleted) or orphaned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_in_use: Option<u32>,
+    /// Remote tokens this operator installation created through this environment whose token
+    /// resource no longer exists (its finalizer was removed by hand); at most 20, oldest
+    /// first. With --collect-leaked-tokens they are revoked after a full resync period.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaked_tokens: Vec<LeakedToken>,
+}
+
+/// A leaked remote token.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeakedToken {
+    /// The token resource kind that created it (UserApiToken, ...).
+    pub kind: String,
+    /// Frontegg token ID. Not a secret.
+    pub id: String,
+    /// The UID of the token resource that created it.
+    pub resource_uid: String,
+    /// When a listing first showed it without a resource.
+    #[schemars(schema_with = "crate::api::token::timestamp")]
+    pub first_seen: jiff::Timestamp,
 }
 
 /// The user a UserApiToken environment acts as.

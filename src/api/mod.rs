@@ -36,6 +36,9 @@ pub const FINALIZER: &str = "tokens.frontegg-operator.io/revoke";
 /// On an environment and its credentials Secret while a token resource holds a live remote
 /// token issued through them, so that neither is gone before the token is revoked or orphaned.
 pub const IN_USE_FINALIZER: &str = "tokens.frontegg-operator.io/in-use";
+/// On the Secret a resource deleted with `deletionPolicy: Orphan` leaves behind: the UID of
+/// that resource, whose marked token was so left on purpose and is not leaked.
+pub const ORPHANED_FROM_LABEL: &str = "tokens.frontegg-operator.io/orphaned-from";
 /// The operator's field manager, for every write it makes.
 pub const FIELD_MANAGER: &str = "frontegg-token-operator";
 /// The issuance journal: written with the finalizer, in one request, before a remote create.

@@ -397,7 +397,7 @@ impl TokenStatus {
     }
 }
 
-fn timestamp(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn timestamp(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": "string", "format": "date-time" })
 }
 

@@ -11,7 +11,8 @@
 //! - `steps`: what a pass reads and decides, most of it pure: validate, dereference, plan,
 //!   status, and the records they read (the journal, the mark, drift).
 //! - `secret`: the Secret a token is written to: layout, template, JWT delivery, writes.
-//! - `environment`: which environment serves a token: resolve, policy, health.
+//! - `environment`: which environment serves a token: resolve, policy, health, in-use
+//!   protection and leaked tokens.
 //! - `runtime`: what every wing shares: context, caches, errors, Events, conditions,
 //!   listings, the reissue throttle, triggers and per-token metric series.
 //! - `kinds`: `TokenResource`, the four kinds as data over the one lifecycle.
@@ -31,3 +32,4 @@ pub use run::{WatchScope, run};
 pub use runtime::context::{Config, Context};
 pub use runtime::error::Error;
 pub use runtime::events;
+pub use steps::marker::installation_id;

@@ -16,6 +16,7 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use super::leaks;
 use super::protection::{IN_USE_RECHECK, Protected, Settled};
 use super::reference::environment_key;
 use super::resolve::client_for;
@@ -175,6 +176,7 @@ async fn check<E: Environment>(env: &E, ctx: &Context) -> Result<Action, Error> 
     }
     let action = report_health(env, ctx).await?;
     protected.hold(ctx).await?;
+    collect_leaks(env, ctx).await;
     Ok(action)
 }
 
@@ -227,13 +229,7 @@ async fn waiting<E: Environment>(
                 String::new()
             },
         );
-        let regarding = env.object_ref(&());
-        let publish = ctx
-            .events
-            .publish(&regarding, EventType::Normal, "InUse", &note);
-        if let Err(e) = publish.await {
-            tracing::warn!(error = %e, "could not publish the environment's InUse Event");
-        }
+        publish(env, ctx, EventType::Normal, "InUse", &note).await;
     }
     Ok(Action::requeue(IN_USE_RECHECK))
 }
@@ -256,14 +252,61 @@ async fn write_status<E: Environment>(
         .map(drop)
 }
 
-/// Authenticates and records the result.
+fn key_of<E: Environment>(env: &E) -> String {
+    let env_ref = EnvironmentRef {
+        kind: E::KIND,
+        name: env.name_any(),
+    };
+    environment_key(&env_ref, &env.namespace().unwrap_or_default())
+}
+
+/// Revokes the leaked tokens that are due, through the client the check just used.
+async fn collect_leaks<E: Environment>(env: &E, ctx: &Context) {
+    let key = key_of(env);
+    let Some(client) = ctx.clients.cached(&key) else {
+        return;
+    };
+    let notes = match leaks::collect(ctx, &key, &client).await {
+        Ok(notes) => notes,
+        Err(e) => {
+            tracing::warn!(error = %e, environment = %key, "could not collect leaked tokens");
+            return;
+        }
+    };
+    for (kind, reason, note) in notes {
+        publish(env, ctx, kind, reason, &note).await;
+    }
+}
+
+async fn publish<E: Environment>(
+    env: &E,
+    ctx: &Context,
+    kind: EventType,
+    reason: &str,
+    note: &str,
+) {
+    let regarding = env.object_ref(&());
+    if let Err(e) = ctx.events.publish(&regarding, kind, reason, note).await {
+        tracing::warn!(error = %e, reason, "could not publish an environment Event");
+    }
+}
+
+/// Authenticates and records the result, with the leaked tokens found meanwhile.
 async fn report_health<E: Environment>(env: &E, ctx: &Context) -> Result<Action, Error> {
     let result = authenticate(env, ctx).await;
     publish_readiness(env, ctx, result.is_ok());
     let current = env.health();
-    let status = health_status(env, current, &result);
+    let mut status = health_status(env, current, &result);
+    status.leaked_tokens = leaks::report(ctx, &key_of(env));
     if Some(&status) != current {
         write_status(env, ctx, &status).await?;
+    }
+    let before = current
+        .map(|s| s.leaked_tokens.as_slice())
+        .unwrap_or_default();
+    let collecting = ctx.config.collect_leaked_tokens;
+    if let Some((kind, reason, note)) = leaks::warning(before, &status.leaked_tokens, collecting) {
+        publish(env, ctx, kind, reason, &note).await;
     }
     Ok(Action::requeue(if result.is_ok() {
         ctx.config.resync
@@ -278,11 +321,7 @@ async fn authenticate<E: Environment>(
     env: &E,
     ctx: &Context,
 ) -> Result<Option<UserIdentity>, Error> {
-    let env_ref = EnvironmentRef {
-        kind: E::KIND,
-        name: env.name_any(),
-    };
-    let key = environment_key(&env_ref, &env.namespace().unwrap_or_default());
+    let key = key_of(env);
     let client = client_for(ctx, &key, env.connection(), &env.secret_namespace(ctx)).await?;
     client.check_credentials().await?;
     Ok(client.user_identity())

@@ -3,14 +3,16 @@
 //! `resolve` (the guard rails, then the credentials, then the client), `policy` (pure: a
 //! ClusterFronteggEnvironment's token policy), `protection` (the in-use finalizer on an
 //! environment and its credentials Secret while tokens hold them), `health` (the
-//! environments' own controller) and `credentials` (the credentials Secrets' controller, which
-//! releases one being deleted once nothing holds it).
+//! environments' own controller), `credentials` (the credentials Secrets' controller, which
+//! releases one being deleted once nothing holds it) and `leaks` (leaked tokens reported and
+//! collected).
 //!
 //! May use: `runtime`, `kinds`, `steps::journal` (what a token holds), `crate::api`,
 //! `crate::identity`, `crate::metrics`.
 
 pub mod credentials;
 pub mod health;
+pub mod leaks;
 pub mod policy;
 pub mod protection;
 pub mod reference;

@@ -29,7 +29,7 @@ use super::reference::effective_ref;
 use super::resolve::Origin;
 use crate::api::{
     ClusterFronteggEnvironment, EnvironmentKind, EnvironmentRef, FronteggEnvironment,
-    IN_USE_FINALIZER, ManagementPolicy,
+    IN_USE_FINALIZER, ManagementPolicy, ORPHANED_FROM_LABEL,
 };
 use crate::controller::kinds::TokenResource;
 use crate::controller::runtime::context::Context;
@@ -128,22 +128,70 @@ impl<K: TokenResource> TokenHolders for StoreHolders<K> {
         envs: &'a [EnvironmentId],
     ) -> BoxFuture<'a, Result<Vec<Holder>, kube::Error>> {
         Box::pin(async move {
-            let api: Api<K> = match &self.namespace {
-                Some(ns) => Api::namespaced(client.clone(), ns),
-                None => Api::all(client.clone()),
-            };
-            let mut found = Vec::new();
-            let mut params = ListParams::default().limit(100);
-            loop {
-                let page = api.list(&params).await?;
-                found.extend(holders_among(page.items.iter(), &self.default, envs));
-                match page.metadata.continue_ {
-                    Some(token) if !token.is_empty() => params = params.continue_token(&token),
-                    _ => return Ok(found),
-                }
-            }
+            let all = list_all::<K>(client, self.namespace.as_deref()).await?;
+            Ok(holders_among(all.iter(), &self.default, envs))
         })
     }
+
+    fn uids(&self, out: &mut std::collections::HashSet<String>) {
+        out.extend(
+            self.store
+                .state()
+                .iter()
+                .filter_map(|o| o.meta().uid.clone()),
+        );
+    }
+
+    fn live_uids<'a>(
+        &'a self,
+        client: &'a kube::Client,
+    ) -> BoxFuture<'a, Result<Vec<String>, kube::Error>> {
+        Box::pin(async move {
+            let all = list_all::<K>(client, self.namespace.as_deref()).await?;
+            Ok(all
+                .into_iter()
+                .filter_map(|o| o.meta().uid.clone())
+                .collect())
+        })
+    }
+
+    fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+}
+
+/// Every resource of kind `K` in the scope, by pages.
+async fn list_all<K: TokenResource>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Result<Vec<K>, kube::Error> {
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut found = Vec::new();
+    let mut params = ListParams::default().limit(100);
+    loop {
+        let page = api.list(&params).await?;
+        found.extend(page.items);
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(found),
+        }
+    }
+}
+
+/// The UIDs of every token resource in the watched scope, by fresh lists.
+pub async fn live_uids(ctx: &Context) -> Result<std::collections::HashSet<String>, Error> {
+    let mut uids = std::collections::HashSet::new();
+    for view in ctx.caches.holder_views() {
+        let found = view
+            .live_uids(&ctx.client)
+            .await
+            .context("list the token resources")?;
+        uids.extend(found);
+    }
+    Ok(uids)
 }
 
 /// The holders a fresh list finds: what a finalizer is removed on.
@@ -231,6 +279,37 @@ pub async fn secret_holders(
         return Ok(Vec::new());
     }
     live_holders(ctx, &users).await
+}
+
+/// Of `uids`, those a resource deleted with `deletionPolicy: Orphan` left a Secret for: their
+/// tokens were left on purpose. Read fresh, in each watched namespace.
+pub async fn orphaned_uids(
+    ctx: &Context,
+    uids: &[String],
+) -> Result<std::collections::HashSet<String>, Error> {
+    let mut found = std::collections::HashSet::new();
+    if uids.is_empty() {
+        return Ok(found);
+    }
+    let selector = format!("{ORPHANED_FROM_LABEL} in ({})", uids.join(","));
+    let params = ListParams::default().labels(&selector);
+    for namespace in ctx.caches.watched_namespaces() {
+        let api: Api<PartialObjectMeta<Secret>> = match &namespace {
+            Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+            None => Api::all(ctx.client.clone()),
+        };
+        let secrets = api
+            .list_metadata(&params)
+            .await
+            .context("list the Secrets of orphaned tokens")?;
+        found.extend(
+            secrets
+                .items
+                .into_iter()
+                .filter_map(|s| s.metadata.labels?.remove(ORPHANED_FROM_LABEL)),
+        );
+    }
+    Ok(found)
 }
 
 /// How often a deletion that waits for token resources looks again: their own deletions do

@@ -159,6 +159,7 @@ impl<K: TokenResource> Issuance<'_, '_, K> {
         let (obj, world) = (self.step.obj, self.step.world);
         let description = marker::describe(
             obj.common().description.as_deref(),
+            self.step.ctx.config.installation_id.as_deref(),
             &self.uid,
             &self.attempt_id,
         );

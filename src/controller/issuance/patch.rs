@@ -34,6 +34,7 @@ pub async fn patch<K: TokenResource>(
     // The mark stays on the description, or the token would no longer be recognised.
     let description = marker::describe(
         step.obj.common().description.as_deref(),
+        step.ctx.config.installation_id.as_deref(),
         &uid,
         current
             .attempt_id

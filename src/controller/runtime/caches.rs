@@ -82,6 +82,27 @@ impl Caches {
         all
     }
 
+    /// The UIDs of every cached token resource.
+    pub fn known_uids(&self) -> std::collections::HashSet<String> {
+        let mut uids = std::collections::HashSet::new();
+        for view in self.holder_views() {
+            view.uids(&mut uids);
+        }
+        uids
+    }
+
+    /// Where token resources are watched: each namespace once, `None` for the cluster.
+    pub fn watched_namespaces(&self) -> Vec<Option<String>> {
+        let mut scopes: Vec<Option<String>> = self
+            .holder_views()
+            .iter()
+            .map(|v| v.namespace().map(str::to_string))
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        scopes
+    }
+
     /// The cached environments that read their credentials from Secret `namespace/name`.
     /// ClusterFronteggEnvironments read theirs in the operator's namespace.
     pub fn environments_using_secret(

@@ -8,6 +8,7 @@ use super::caches::Caches;
 use super::events::EventPublisher;
 use super::holders::Reported;
 use super::jitter::jitter;
+use super::leaks::Leaks;
 use super::listings::DriftCache;
 use super::throttle::IssueThrottle;
 use crate::api::EnvironmentRef;
@@ -39,6 +40,12 @@ pub struct Config {
     pub allowed_base_urls: Vec<String>,
     /// The label selector of the ClusterFronteggEnvironments this instance serves.
     pub cluster_environment_selector: Option<String>,
+    /// This installation, in the mark of every token it creates (`steps::marker`); `None`
+    /// when the cluster's identity could not be read, and then no token is taken for leaked.
+    pub installation_id: Option<String>,
+    /// Revoke leaked tokens (marked by this installation, their resource gone), not only
+    /// report them.
+    pub collect_leaked_tokens: bool,
 }
 
 /// Everything a reconcile needs, shared by all controllers.
@@ -54,6 +61,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Environments, namespace labels and credentials Secrets, served from watches.
     pub caches: Caches,
+    /// Leaked tokens the group listings found.
+    pub leaks: Leaks,
     /// The in-use Events sent for credentials Secrets being deleted.
     pub reported: Reported,
     /// Environments with an environment_ready series, so that deleted ones lose theirs.
@@ -78,6 +87,7 @@ impl Context {
             config,
             metrics,
             caches: Caches::default(),
+            leaks: Leaks::default(),
             reported: Reported::default(),
             environments_seen: Mutex::default(),
             failures: Mutex::default(),

@@ -52,6 +52,15 @@ pub trait TokenHolders: Send + Sync {
         client: &'a kube::Client,
         envs: &'a [EnvironmentId],
     ) -> BoxFuture<'a, Result<Vec<Holder>, kube::Error>>;
+    /// The UIDs of every cached resource: a token marked with another is leaked.
+    fn uids(&self, out: &mut std::collections::HashSet<String>);
+    /// The same from a fresh list: what a leaked token is revoked on.
+    fn live_uids<'a>(
+        &'a self,
+        client: &'a kube::Client,
+    ) -> BoxFuture<'a, Result<Vec<String>, kube::Error>>;
+    /// The namespace it watches; `None`: the cluster.
+    fn namespace(&self) -> Option<&str>;
 }
 
 /// How many holders each waiting Secret's last Event named, so that the Event is sent when

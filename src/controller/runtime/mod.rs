@@ -1,8 +1,8 @@
 //! What every wing shares, and nothing of the lifecycle itself: the `Context` a reconcile
 //! gets, the watch caches, the error categories (which become condition and Event reasons),
 //! Events and conditions, the shared remote listings, the reissue throttle, the trigger filter,
-//! the view of which tokens hold an environment, the per-token metric series, and the
-//! test-only hooks and fixtures.
+//! the view of which tokens hold an environment, the leaked tokens found, the per-token
+//! metric series, and the test-only hooks and fixtures.
 //!
 //! May use: `crate::api`, `crate::identity`, `crate::metrics`, `kinds`, and the few leaf
 //! types the context holds (`environment::registry`, `secret::sessions`). Nothing here
@@ -17,6 +17,7 @@ pub mod events;
 pub mod fixtures;
 pub mod holders;
 pub mod jitter;
+pub mod leaks;
 pub mod listings;
 pub mod series;
 pub mod test_hooks;

@@ -8,7 +8,7 @@ use kube::{Api, ResourceExt};
 
 use super::drift;
 use super::plan::{self, Desired, Observed, RemoteState, SecretState};
-use super::{journal, marker};
+use super::{journal, leaks, marker};
 use crate::api::{IssuedTokenRecord, TokenStatus};
 use crate::controller::environment::policy;
 use crate::controller::environment::reference::effective_ref;
@@ -154,8 +154,10 @@ async fn observe_world<K: TokenResource>(
     world.observed.remote = remote;
     if let (Some(listed), Some(current)) = (&listed, &status.current) {
         world.remote_expires = listed.expires_at;
-        let listed = with_recorded_attempt(obj, current, listed);
-        world.observed.remote_drift = Some(drift::compare(&wanted_remote(obj, current), &listed));
+        let installation = ctx.config.installation_id.as_deref();
+        let listed = with_recorded_attempt(obj, current, listed, installation);
+        let wanted = wanted_remote(obj, current, installation);
+        world.observed.remote_drift = Some(drift::compare(&wanted, &listed));
     }
     if let (Some(before), Some(current)) = (desired.access_token_refresh_before, &status.current) {
         let jwt = world
@@ -250,7 +252,11 @@ fn secret_state<K: TokenResource>(
 /// What the listing should show for the current token: the kind's attributes from the spec,
 /// and the description with the operator's mark. An imported token of a kind that cannot be
 /// patched never got the mark; its description is compared only when the spec sets one.
-fn wanted_remote<K: TokenResource>(obj: &K, current: &IssuedTokenRecord) -> WantedRemote {
+fn wanted_remote<K: TokenResource>(
+    obj: &K,
+    current: &IssuedTokenRecord,
+    installation: Option<&str>,
+) -> WantedRemote {
     let mut want = obj.wanted_remote(true);
     let description = obj.common().description.as_deref();
     let patchable = obj.patch_request(String::new()).is_some();
@@ -259,6 +265,7 @@ fn wanted_remote<K: TokenResource>(obj: &K, current: &IssuedTokenRecord) -> Want
     } else {
         Some(marker::describe(
             description,
+            installation,
             obj.meta().uid.as_deref().unwrap_or_default(),
             current
                 .attempt_id
@@ -271,11 +278,13 @@ fn wanted_remote<K: TokenResource>(obj: &K, current: &IssuedTokenRecord) -> Want
 
 /// The attempt in the mark is bookkeeping, not an attribute anyone edits: a token adopted after
 /// an interrupted issuance can carry the attempt of an earlier journal than the one the status
-/// recorded. A mark naming this resource is compared as if it named the recorded attempt.
+/// recorded, and one issued by an earlier version a mark without the installation. A mark
+/// naming this resource is compared as if it were the one written today.
 fn with_recorded_attempt<K: TokenResource>(
     obj: &K,
     current: &IssuedTokenRecord,
     listed: &RemoteToken,
+    installation: Option<&str>,
 ) -> RemoteToken {
     let mut listed = listed.clone();
     let uid = obj.meta().uid.as_deref().unwrap_or_default();
@@ -285,6 +294,7 @@ fn with_recorded_attempt<K: TokenResource>(
     {
         listed.description = Some(marker::describe(
             Some(marker::user_part(description)),
+            installation,
             uid,
             current
                 .attempt_id
@@ -307,10 +317,14 @@ async fn remote_state<K: TokenResource>(
         return (RemoteState::Unknown, None);
     };
     let key = group_key::<K>(&world.env, &world.owner);
+    let observed = key.clone();
     let listing = match ctx
         .drift
-        .periodic_listing(key, ctx.config.resync, || {
-            world.env.client.list::<K::Endpoint>(&world.owner)
+        .periodic_listing(key, ctx.config.resync, || async {
+            let tokens = world.env.client.list::<K::Endpoint>(&world.owner).await?;
+            // Once per group and period, with the listing drift checks make anyway.
+            leaks::observe::<K>(ctx, observed, &world.owner, &tokens).await;
+            Ok(tokens)
         })
         .await
     {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::api::{
     DeletionPolicy, EnvironmentKind, EnvironmentRef, IssuedTokenRecord, ManagementPolicy,
-    TokenStatus,
+    ORPHANED_FROM_LABEL, TokenStatus,
 };
 use crate::controller::environment::reference::{effective_ref, environment_key};
 use crate::controller::environment::resolve::{self, Origin, Purpose, Resolved};
@@ -56,7 +56,12 @@ async fn orphan<K: TokenResource>(
         .context("read the token's Secret")?
         && layout::is_owned_by(&s, obj)
     {
-        let patch = json!({ "metadata": { "ownerReferences": [] } });
+        // The label tells leak detection this token was left on purpose.
+        let uid = obj.meta().uid.clone().unwrap_or_default();
+        let patch = json!({ "metadata": {
+            "ownerReferences": [],
+            "labels": { ORPHANED_FROM_LABEL: uid },
+        }});
         secrets
             .patch(
                 &current.secret_name,
