@@ -54,7 +54,9 @@ async fn marked(env: &TestEnv, uid: &str) -> Vec<Value> {
         .filter(|t| {
             t["description"]
                 .as_str()
-                .is_some_and(|d| d.contains(&format!("[k8s:{uid}/")))
+                .and_then(|d| d.rsplit(" [k8s:").next())
+                // ` [k8s:<installation>/<uid>/<attempt>]`: the uid is next to last.
+                .is_some_and(|mark| mark.split('/').rev().nth(1) == Some(uid))
         })
         .collect()
 }
