@@ -226,20 +226,29 @@ pub async fn live_users_of_secret(
     name: &str,
 ) -> Result<Vec<EnvironmentId>, Error> {
     let params = ListParams::default();
-    let mut users: Vec<EnvironmentId> =
-        Api::<FronteggEnvironment>::namespaced(ctx.client.clone(), namespace)
+    let mut users = Vec::new();
+    // A FronteggEnvironment in a namespace this instance does not watch is not its own, and
+    // its RBAC may not reach there (the operator's namespace, under the chart's Roles).
+    let watched = ctx.caches.watched_namespaces();
+    if watched
+        .iter()
+        .any(|w| w.as_deref().is_none_or(|w| w == namespace))
+    {
+        let envs = Api::<FronteggEnvironment>::namespaced(ctx.client.clone(), namespace)
             .list(&params)
             .await
-            .context("list the environments that may read the credentials Secret")?
-            .items
-            .into_iter()
-            .filter(|e| e.spec.connection.credentials_secret_ref.name == name)
-            .map(|e| EnvironmentId {
-                kind: EnvironmentKind::FronteggEnvironment,
-                namespace: Some(namespace.to_string()),
-                name: e.name_any(),
-            })
-            .collect();
+            .context("list the environments that may read the credentials Secret")?;
+        users.extend(
+            envs.items
+                .into_iter()
+                .filter(|e| e.spec.connection.credentials_secret_ref.name == name)
+                .map(|e| EnvironmentId {
+                    kind: EnvironmentKind::FronteggEnvironment,
+                    namespace: Some(namespace.to_string()),
+                    name: e.name_any(),
+                }),
+        );
+    }
     if namespace == ctx.config.operator_namespace {
         let cluster = Api::<ClusterFronteggEnvironment>::all(ctx.client.clone())
             .list(&params)
