@@ -142,6 +142,18 @@ async fn team(client: &kube::Client, ns: &str, fake: &Fake) -> Team {
         },
     )
     .await;
+    // Three tokens of a new environment protect it at once: no write of theirs may fail.
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), ns);
+    let failures: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .filter_map(|e| e.message)
+        .collect();
+    assert!(failures.is_empty(), "Warnings while issuing: {failures:?}");
     Team {
         ns: ns.to_string(),
         ids,

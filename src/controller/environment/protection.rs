@@ -360,14 +360,18 @@ where
         {
             return Ok(());
         }
+        // A conflict is another writer (an issuance adding the same finalizer): the next
+        // check looks again.
+        let tolerate = |r: Result<(), kube::Error>| match r {
+            Err(kube::Error::Api(status)) if status.is_conflict() => Ok(()),
+            other => other,
+        };
         if !helm_hook(&self.meta) {
-            add_finalizer(&self.api, &self.meta)
-                .await
+            tolerate(add_finalizer(&self.api, &self.meta).await)
                 .context("protect the environment")?;
         }
         if let Some(secret) = &self.secret {
-            add_finalizer(&self.secrets, &secret.metadata)
-                .await
+            tolerate(add_finalizer(&self.secrets, &secret.metadata).await)
                 .context("protect the credentials Secret")?;
         }
         Ok(())
@@ -497,26 +501,37 @@ async fn confirm<K>(api: &Api<K>, name: &str, what: &str) -> Result<(), Error>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
-    let Some(found) = api
-        .get_metadata_opt(name)
-        .await
-        .context("read the environment before issuing")?
-    else {
-        return Err(Error::EnvironmentNotFound {
-            kind: "environment or credentials Secret",
-            name: what.to_string(),
-        });
-    };
-    if found.metadata.deletion_timestamp.is_some() {
-        return Err(Error::EnvironmentDeleting(what.to_string()));
+    // Tokens of a new environment issue at once, and all add the same finalizer: one that
+    // loses the race reads again and finds it there.
+    for _ in 0..CONFIRM_ATTEMPTS {
+        let Some(found) = api
+            .get_metadata_opt(name)
+            .await
+            .context("read the environment before issuing")?
+        else {
+            return Err(Error::EnvironmentNotFound {
+                kind: "environment or credentials Secret",
+                name: what.to_string(),
+            });
+        };
+        if found.metadata.deletion_timestamp.is_some() {
+            return Err(Error::EnvironmentDeleting(what.to_string()));
+        }
+        if helm_hook(&found.metadata) {
+            return Ok(());
+        }
+        match add_finalizer(api, &found.metadata).await {
+            Err(kube::Error::Api(status)) if status.is_conflict() => continue,
+            other => return other.context("protect the environment before issuing"),
+        }
     }
-    if helm_hook(&found.metadata) {
-        return Ok(());
-    }
-    add_finalizer(api, &found.metadata)
-        .await
-        .context("protect the environment before issuing")
+    Err(Error::Stale {
+        action: "protect the environment before issuing",
+    })
 }
+
+/// Reads and writes of the finalizer before a create gives up to concurrent writers.
+const CONFIRM_ATTEMPTS: usize = 5;
 
 /// Registers the holders view of one token kind's cache.
 pub fn register<K: TokenResource>(
