@@ -13,10 +13,11 @@ COPY benches ./benches
 # since LTO costs about 3 minutes per build.
 ENV CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
     CARGO_PROFILE_RELEASE_OPT_LEVEL=s
-RUN cargo build --release --locked --bin frontegg-token-operator
+RUN cargo build --release --locked --bin frontegg-token-operator --bin kubectl-frontegg
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/frontegg-token-operator /usr/local/bin/frontegg-token-operator
+COPY --from=build /src/target/release/kubectl-frontegg /usr/local/bin/kubectl-frontegg
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/frontegg-token-operator"]

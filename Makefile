@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help tools build release image crds test lint dev dev-down bench apiserver-profile
+.PHONY: help tools build release image crds test lint dev dev-down bench apiserver-profile install-cli
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ release: ## the Dockerfile's cargo build (release, locked), without the LTO and 
 
 image: release ## OCI image archives for the node, without Docker: target/images/*.tar
 	hack/image/build
+
+install-cli: ## install kubectl-frontegg (the `kubectl frontegg` plugin) into ~/.cargo/bin
+	cargo install --locked --path . --bin kubectl-frontegg
 
 crds: ## regenerate crds/, the chart's CRDs and docs/crd-reference.md from the Rust types
 	cargo run -q --bin frontegg-token-operator -- crd > crds/frontegg-token-operator.crds.yaml
