@@ -31,6 +31,15 @@ pub const KIND_LABEL: &str = "tokens.frontegg-operator.io/kind";
 pub const ROTATE_ANNOTATION: &str = "tokens.frontegg-operator.io/rotate";
 /// Label a Secret must carry before the operator reads it as an environment's credentials.
 pub const CREDENTIALS_LABEL: &str = "tokens.frontegg-operator.io/credentials";
+/// Whether a Secret with this metadata is marked as an environment's credentials.
+pub fn marked_as_credentials(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(CREDENTIALS_LABEL))
+        .is_some_and(|v| v == "true")
+}
 /// Finalizer that guards remote revocation.
 pub const FINALIZER: &str = "tokens.frontegg-operator.io/revoke";
 /// On an environment and its credentials Secret while a token resource holds a live remote

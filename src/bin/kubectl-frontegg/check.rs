@@ -135,12 +135,7 @@ async fn credentials_problems(
         Err(e) => return vec![format!("cannot read Secret {namespace}/{name}: {e}")],
     };
     let mut problems = Vec::new();
-    let marked = secret
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(CREDENTIALS_LABEL))
-        .is_some_and(|v| v == "true");
+    let marked = frontegg_token_operator::api::marked_as_credentials(&secret.metadata);
     if !marked {
         problems.push(format!("it lacks the label {CREDENTIALS_LABEL}: \"true\""));
     }

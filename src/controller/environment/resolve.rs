@@ -14,9 +14,8 @@ use sha2::{Digest, Sha256};
 
 use super::reference::{base_url_allowed, environment_key, normalise_base_url};
 use crate::api::{
-    AuthModeSpec, CREDENTIALS_LABEL, ClusterFronteggEnvironment, EnvironmentConnection,
-    EnvironmentKind, EnvironmentRef, FronteggEnvironment, IssuedConnection, TokenPolicy,
-    TokenStatus,
+    AuthModeSpec, ClusterFronteggEnvironment, EnvironmentConnection, EnvironmentKind,
+    EnvironmentRef, FronteggEnvironment, IssuedConnection, TokenPolicy, TokenStatus,
 };
 use crate::controller::runtime::context::Context;
 use crate::controller::runtime::error::{Error, KubeContext};
@@ -380,12 +379,7 @@ async fn credentials_secret(
     };
     // Only a Secret someone marked as credentials: otherwise any namespace user could point
     // an environment at an unrelated Secret (a database password) and have it sent out.
-    let marked = secret
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(CREDENTIALS_LABEL))
-        .is_some_and(|v| v == "true");
+    let marked = crate::api::marked_as_credentials(&secret.metadata);
     if !marked {
         return Err(Error::CredentialsNotMarked {
             secret: format!("{namespace}/{name}"),
