@@ -34,7 +34,9 @@ fn json_of(out: &str) -> Value {
 
 fn token(name: &str, labels: Value, spec: Value) -> String {
     let mut spec = spec;
-    spec["userId"] = json!("u");
+    if spec.get("userId").is_none() {
+        spec["userId"] = json!("u");
+    }
     if spec.get("tenantId").is_none() {
         spec["tenantId"] = json!("t");
     }
@@ -51,13 +53,26 @@ fn row<'a>(rows: &'a Value, name: &str) -> &'a Value {
 
 #[tokio::test]
 async fn every_command_reports_known_states_with_exit_codes_and_never_a_secret() {
-    let mut env = TestEnv::start_with(
-        "cli",
-        Options {
-            allowed_tenants: vec!["t".into()],
-            ..Options::default()
-        },
+    let mut env = TestEnv::start("cli").await;
+    // The platform's policy admits user u only.
+    apply_yaml(
+        &env.client,
+        &json!({"apiVersion": "tokens.frontegg-operator.io/v1alpha1",
+                "kind": "ClusterFronteggEnvironment",
+                "metadata": {"name": env.env_name, "labels": {"e2e": env.ns}},
+                "spec": {"baseUrl": env.fake.url, "credentialsSecretRef": {"name": "frontegg-credentials"},
+                         "allowedNamespaces": {"names": [env.ns]}, "allowedTenants": ["*"],
+                         "policy": {"allowedUsers": ["u"]}}})
+        .to_string(),
     )
+    .await;
+    // Before any token: the operator has seen the policy once the status describes it.
+    let envs = dynamic_api(&env.client, None, "clusterfronteggenvironments");
+    wait_for(Duration::from_secs(30), "the policy observed", || async {
+        let e = serde_json::to_value(envs.get(&env.env_name).await.ok()?).ok()?;
+        let seen = e["status"]["observedGeneration"] == e["metadata"]["generation"];
+        (seen && e["spec"]["policy"]["allowedUsers"] == json!(["u"])).then_some(())
+    })
     .await;
     let ok = json!({"state": "ok"});
     env.apply(&token("ready", ok.clone(), json!({}))).await;
@@ -67,19 +82,14 @@ async fn every_command_reports_known_states_with_exit_codes_and_never_a_secret()
         json!({"rotation": {"gracePeriod": "1h"}}),
     ))
     .await;
-    env.apply(&token("refused", json!({}), json!({"tenantId": "other"})))
+    env.apply(&token("refused", json!({}), json!({"userId": "intruder"})))
         .await;
     env.apply(&token("edited", json!({}), json!({}))).await;
     for name in ["ready", "graced", "edited"] {
         env.wait_ready("userapitokens", name, "True", None).await;
     }
-    env.wait_ready(
-        "userapitokens",
-        "refused",
-        "False",
-        Some("TenantNotAllowed"),
-    )
-    .await;
+    env.wait_ready("userapitokens", "refused", "False", Some("PolicyViolation"))
+        .await;
     // Mid-grace: rotated, the old token waits out its hour.
     let (code, _, err) = cli(
         &env,
@@ -135,7 +145,7 @@ async fn every_command_reports_known_states_with_exit_codes_and_never_a_secret()
     assert_eq!(rows.as_array().map(Vec::len), Some(5), "{rows}");
     assert_eq!(row(&rows, "ready")["ready"], "True");
     assert_eq!(row(&rows, "refused")["ready"], "False");
-    assert_eq!(row(&rows, "refused")["reason"], "TenantNotAllowed");
+    assert_eq!(row(&rows, "refused")["reason"], "PolicyViolation");
     let graced = row(&rows, "graced");
     assert_eq!(
         graced["pendingRevocations"].as_array().map(Vec::len),
@@ -156,7 +166,7 @@ async fn every_command_reports_known_states_with_exit_codes_and_never_a_secret()
     assert!(
         table.starts_with("RESOURCE")
             && table.contains("UserApiToken/refused")
-            && table.contains("TenantNotAllowed"),
+            && table.contains("PolicyViolation"),
         "{table}"
     );
     let (code, out, _) = run(&["status", "-l", "state=ok", "-o", "json"]);
@@ -185,7 +195,7 @@ async fn every_command_reports_known_states_with_exit_codes_and_never_a_secret()
     );
     let (code, out, _) = run(&["status", "fuapi/refused"]);
     assert_eq!(code, 1);
-    assert!(out.contains("not ready: TenantNotAllowed"), "{out}");
+    assert!(out.contains("not ready: PolicyViolation"), "{out}");
 
     // inspect: the hand edit shows, and no value but the plain ones.
     let (code, out, _) = run(&["inspect", "secret", "edited", "-o", "json"]);
@@ -254,7 +264,7 @@ async fn every_command_reports_known_states_with_exit_codes_and_never_a_secret()
 #[tokio::test]
 async fn rotate_wait_by_selector_ends_with_new_tokens_and_the_old_ones_in_their_grace() {
     let mut env = TestEnv::start("cli-rotate").await;
-    env.restart_operator("grace", &["--grace-period", "5m"], &[]);
+    env.restart_operator("grace", &["--grace-period", "20s"], &[]);
     let team = json!({"team": "x"});
     for name in ["a", "b", "c"] {
         env.apply(&token(name, team.clone(), json!({}))).await;
@@ -318,4 +328,13 @@ async fn rotate_wait_by_selector_ends_with_new_tokens_and_the_old_ones_in_their_
         old[3].as_str(),
         "outside the selector: untouched"
     );
+    // The grace period over, the old tokens go.
+    for old_id in old.iter().take(3) {
+        wait_for(
+            Duration::from_secs(60),
+            "the old token revoked after its grace period",
+            || async { env.fake.token(old_id).await.is_none().then_some(()) },
+        )
+        .await;
+    }
 }
