@@ -85,9 +85,18 @@ async fn every_command_reports_known_states_with_exit_codes_and_never_a_secret()
     env.apply(&token("refused", json!({}), json!({"userId": "intruder"})))
         .await;
     env.apply(&token("edited", json!({}), json!({}))).await;
+    env.apply(
+        &json!({"apiVersion": "tokens.frontegg-operator.io/v1alpha1", "kind": "TenantApiToken",
+                "metadata": {"name": "jwt", "labels": ok},
+                "spec": {"tenantId": "t", "roleIds": ["r"],
+                         "secret": {"accessToken": {"enabled": true, "refreshBefore": "10m"}}}})
+        .to_string(),
+    )
+    .await;
     for name in ["ready", "graced", "edited"] {
         env.wait_ready("userapitokens", name, "True", None).await;
     }
+    env.wait_ready("tenantapitokens", "jwt", "True", None).await;
     env.wait_ready("userapitokens", "refused", "False", Some("PolicyViolation"))
         .await;
     // Mid-grace: rotated, the old token waits out its hour.
@@ -142,7 +151,7 @@ async fn every_command_reports_known_states_with_exit_codes_and_never_a_secret()
     let (code, out, _) = run(&["status", "-o", "json"]);
     assert_eq!(code, 1, "a resource is not Ready: {out}");
     let rows = json_of(&out);
-    assert_eq!(rows.as_array().map(Vec::len), Some(5), "{rows}");
+    assert_eq!(rows.as_array().map(Vec::len), Some(6), "{rows}");
     assert_eq!(row(&rows, "ready")["ready"], "True");
     assert_eq!(row(&rows, "refused")["ready"], "False");
     assert_eq!(row(&rows, "refused")["reason"], "PolicyViolation");
@@ -171,7 +180,7 @@ async fn every_command_reports_known_states_with_exit_codes_and_never_a_secret()
     );
     let (code, out, _) = run(&["status", "-l", "state=ok", "-o", "json"]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(json_of(&out).as_array().map(Vec::len), Some(3));
+    assert_eq!(json_of(&out).as_array().map(Vec::len), Some(4));
 
     // status of one: what happens next.
     let (code, out, _) = run(&["status", "userapitoken/graced", "-o", "json"]);
@@ -214,6 +223,20 @@ async fn every_command_reports_known_states_with_exit_codes_and_never_a_secret()
     assert_eq!(ready_secret["matchesStatus"], "matches");
     assert_eq!(ready_secret["tokenId"], row(&rows, "ready")["tokenId"]);
 
+    // A delivered JWT: three claims and the time left, never the JWT.
+    let (code, out, _) = run(&["inspect", "secret", "jwt", "-o", "json"]);
+    assert_eq!(code, 0, "{out}");
+    let jwt = json_of(&out);
+    assert_eq!(jwt["owner"], "TenantApiToken/jwt");
+    assert_eq!(jwt["jwt"]["tenantId"], "t", "{jwt}");
+    assert!(
+        jwt["jwt"]["secondsLeft"].as_i64().is_some_and(|s| s > 0),
+        "{jwt}"
+    );
+    let delivered = env.secret("jwt").await.expect("Secret");
+    let bearer = secret_data(&delivered)["accessToken"].clone();
+    assert!(!bearer.is_empty());
+
     // check: the test's ClusterFronteggEnvironment, its credentials in the test namespace.
     let (code, out, _) = run(&[
         "check",
@@ -251,6 +274,7 @@ async fn every_command_reports_known_states_with_exit_codes_and_never_a_secret()
     let mut secrets = env.fake.issued_secrets().await;
     secrets.push(forged.to_string());
     secrets.push(env.fake.secret.clone());
+    secrets.push(bearer);
     for output in &outputs {
         for secret in &secrets {
             assert!(
