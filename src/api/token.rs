@@ -270,10 +270,11 @@ pub struct IssuedConnection {
     /// `scheme://host[:port]` the token was created at.
     pub base_url: String,
     pub auth_mode: crate::api::AuthModeSpec,
-    /// With vendor authentication, the vendor client ID: on a regional host shared by every
-    /// Frontegg account it names the account. Not a secret.
+    /// With vendor authentication, a digest of the vendor client ID (16 hex digits of its
+    /// SHA-256): on a regional host shared by every Frontegg account it tells the account
+    /// apart, and namespace users who read the status do not learn the platform's client ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
+    pub client_id_digest: Option<String>,
 }
 
 /// What an observed (`managementPolicy: Observe`) remote token looks like.

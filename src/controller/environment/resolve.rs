@@ -72,8 +72,8 @@ impl Resolved {
             auth_mode,
             // A user token's host is the account's own sub-domain, and its client ID changes
             // with every rotation of that user token.
-            client_id: (auth_mode == AuthModeSpec::Vendor)
-                .then(|| self.client.client_id().to_string()),
+            client_id_digest: (auth_mode == AuthModeSpec::Vendor)
+                .then(|| client_id_digest(self.client.client_id())),
         }
     }
 
@@ -87,7 +87,7 @@ impl Resolved {
         let now = self.connection();
         let same = now.base_url == recorded.base_url
             && now.auth_mode == recorded.auth_mode
-            && now.client_id == recorded.client_id;
+            && now.client_id_digest == recorded.client_id_digest;
         if same {
             return Ok(());
         }
@@ -112,10 +112,23 @@ impl Resolved {
 }
 
 fn describe(c: &IssuedConnection) -> String {
-    match &c.client_id {
-        Some(id) => format!("{} (vendor client ID {id})", c.base_url),
+    match &c.client_id_digest {
+        Some(digest) => format!(
+            "{} (the vendor account whose client ID digests to {digest})",
+            c.base_url
+        ),
         None => format!("{} ({:?})", c.base_url, c.auth_mode),
     }
+}
+
+/// 16 hex digits of the client ID's SHA-256: enough to tell accounts apart, without
+/// publishing the ID in a status any namespace user may read.
+fn client_id_digest(client_id: &str) -> String {
+    Sha256::digest(client_id.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Why an environment is resolved: issuing checks every guard rail; revoking a token the
@@ -454,7 +467,12 @@ mod tests {
     #[test]
     fn a_token_is_served_only_through_the_connection_that_issued_it() {
         let recorded = resolved("https://a.example", "vendor-1", AuthMode::Vendor).connection();
-        assert_eq!(recorded.client_id.as_deref(), Some("vendor-1"));
+        let digest = recorded.client_id_digest.clone().unwrap();
+        assert_eq!(digest.len(), 16);
+        assert!(
+            !digest.contains("vendor-1"),
+            "the client ID itself is not recorded"
+        );
         assert_eq!(recorded.environment_uid.as_deref(), Some("uid-1"));
 
         let mut recreated = resolved("https://a.example", "vendor-1", AuthMode::Vendor);
@@ -478,7 +496,7 @@ mod tests {
         );
 
         let user = resolved("https://acme.example", "key-1", AuthMode::UserApiToken).connection();
-        assert_eq!(user.client_id, None);
+        assert_eq!(user.client_id_digest, None);
         let rotated = resolved("https://acme.example", "key-2", AuthMode::UserApiToken);
         assert!(
             rotated.serves("t", Some(&user)).is_ok(),
