@@ -26,11 +26,24 @@ pub fn unowned<'a>(
         .iter()
         .filter_map(|t| {
             let mark = marker::mark(t.description.as_deref()?)?;
-            (mark.installation == Some(installation) && !known.contains(mark.uid))
-                .then_some((t.id.as_str(), mark.uid))
+            (mark.installation == Some(installation)
+                && plausible_uid(mark.uid)
+                && !known.contains(mark.uid))
+            .then_some((t.id.as_str(), mark.uid))
         })
+        .take(MAX_CANDIDATES)
         .collect()
 }
+
+/// The remote writes the descriptions: only a UID shaped as Kubernetes writes them may go
+/// into the label selector that looks for orphaned Secrets.
+fn plausible_uid(uid: &str) -> bool {
+    uid.len() <= 63 && uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// Leaks taken from one listing: a remote that lists thousands of forged marks neither
+/// builds an unbounded selector nor holds unbounded memory.
+const MAX_CANDIDATES: usize = 100;
 
 /// Records what a fresh listing of group `key` shows as leaked. A failure to read the
 /// orphaned Secrets leaves the group as it was: nothing is reported on a guess.
@@ -99,9 +112,14 @@ mod tests {
             token("old-mark", "d [k8s:uid-gone/1]"),
             token("unmarked", "by hand"),
             token("forged", "[k8s:me/uid-gone/1] and more"),
+            token("injected", "e [k8s:me/x),other in (y/1]"),
         ];
         let known: HashSet<String> = ["uid-live".to_string()].into();
         assert_eq!(unowned(&tokens, "me", &known), vec![("leaked", "uid-gone")]);
         assert!(unowned(&tokens, "nobody", &known).is_empty());
+        let many: Vec<RemoteToken> = (0..500)
+            .map(|i| token(&format!("t{i}"), &format!("x [k8s:me/gone-{i}/1]")))
+            .collect();
+        assert_eq!(unowned(&many, "me", &known).len(), MAX_CANDIDATES);
     }
 }
