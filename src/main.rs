@@ -98,6 +98,10 @@ struct RunArgs {
     /// (rotation, repair, a spec change). 0s turns the guard off.
     #[arg(long, env = "MIN_REISSUE_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     min_reissue_interval: Duration,
+    /// After failed issuances, a resource's next create waits twice as long each time, from
+    /// --min-reissue-interval up to this; a spec change or a rotate request starts over.
+    #[arg(long, env = "MAX_REISSUE_BACKOFF", default_value = "6h", value_parser = humantime::parse_duration)]
+    max_reissue_backoff: Duration,
     /// How long a replaced token keeps working after its successor is in the Secret, so that
     /// workloads switch first (spec.rotation.gracePeriod overrides it per resource).
     #[arg(long, env = "GRACE_PERIOD", default_value = "10m", value_parser = humantime::parse_duration)]
@@ -330,6 +334,8 @@ fn context(
         cluster_environment_selector: args.cluster_environment_selector.clone(),
         installation_id: None,
         collect_leaked_tokens: args.collect_leaked_tokens,
+        max_reissue_backoff: args.max_reissue_backoff,
+        concurrency: args.concurrency,
     };
     controller::Context::new(client, events, config, metrics)
 }

@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::identity::RequestObserver;
+use crate::identity::{Priority, RequestObserver};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
@@ -59,6 +59,20 @@ pub struct LeakLabels {
     pub kind: String,
 }
 
+/// One environment, by its key (as in `LeakLabels`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvironmentKeyLabels {
+    pub environment: String,
+}
+
+/// A priority of the Frontegg budget: urgent, interactive or background.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PriorityLabels {
+    pub priority: String,
+}
+
+type FloatCounter = Counter<f64, std::sync::atomic::AtomicU64>;
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -83,6 +97,11 @@ pub struct Metrics {
     pub access_token_refreshes: Family<KindActionLabels, Counter>,
     pub remote_drift: Family<KindActionLabels, Counter>,
     pub imported: Family<KindLabels, Counter>,
+    pub budget_turns: Family<PriorityLabels, Counter>,
+    pub budget_wait_seconds: Family<PriorityLabels, FloatCounter>,
+    pub drift_period_seconds: Family<EnvironmentKeyLabels, Gauge>,
+    pub drift_groups: Family<EnvironmentKeyLabels, Gauge>,
+    pub budget_used_percent: Family<EnvironmentKeyLabels, Gauge>,
     /// Where the per-token series come from at scrape time (the token caches).
     token_sources: Arc<TokenSeries>,
     /// Every family whose size does not grow with the number of tokens.
@@ -112,6 +131,11 @@ impl Metrics {
             access_token_refreshes: Family::default(),
             remote_drift: Family::default(),
             imported: Family::default(),
+            budget_turns: Family::default(),
+            budget_wait_seconds: Family::default(),
+            drift_period_seconds: Family::default(),
+            drift_groups: Family::default(),
+            budget_used_percent: Family::default(),
             token_sources: Arc::default(),
             registry: Registry::default(),
             token_registry: Registry::default(),
@@ -162,7 +186,44 @@ impl Metrics {
             self.rate_limiter_wait_seconds.clone(),
         );
         self.register_outcomes(r);
+        self.register_budget(r);
         registry
+    }
+
+    /// How each environment's request budget is shared, and how its drift checks keep up.
+    fn register_budget(&self, r: &mut Registry) {
+        r.register(
+            "budget_turns",
+            "Turns of the Frontegg request budgets given, by priority (urgent, interactive, background)",
+            self.budget_turns.clone(),
+        );
+        r.register(
+            "budget_wait_seconds",
+            "Time requests waited for a turn of the Frontegg request budget, by priority",
+            self.budget_wait_seconds.clone(),
+        );
+        r.register(
+            "drift_period_seconds",
+            "The drift period an environment's background listings achieve",
+            self.drift_period_seconds.clone(),
+        );
+        r.register(
+            "drift_groups",
+            "Groups (kind, tenant, user) an environment's drift checks list",
+            self.drift_groups.clone(),
+        );
+        r.register(
+            "budget_used_percent",
+            "Percent of an environment's request budget used between two health checks",
+            self.budget_used_percent.clone(),
+        );
+        for p in Priority::ALL {
+            let labels = PriorityLabels {
+                priority: p.as_str().into(),
+            };
+            drop(self.budget_turns.get_or_create(&labels));
+            drop(self.budget_wait_seconds.get_or_create(&labels));
+        }
     }
 
     /// What happened to tokens and environments, in the page's order.
@@ -333,6 +394,16 @@ impl RequestObserver for Metrics {
     fn rate_limited_wait(&self, waited: Duration) {
         self.rate_limiter_waits.inc();
         self.rate_limiter_wait_seconds.inc_by(waited.as_secs_f64());
+    }
+
+    fn scheduled(&self, priority: Priority, waited: Duration) {
+        let labels = PriorityLabels {
+            priority: priority.as_str().into(),
+        };
+        self.budget_turns.get_or_create(&labels).inc();
+        self.budget_wait_seconds
+            .get_or_create(&labels)
+            .inc_by(waited.as_secs_f64());
     }
 }
 

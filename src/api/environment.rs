@@ -281,6 +281,33 @@ pub struct EnvironmentStatus {
     /// first. With --collect-leaked-tokens they are revoked after a full resync period.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leaked_tokens: Vec<LeakedToken>,
+    /// How the background drift checks keep up with the budget: they list each (kind,
+    /// tenant, user) group of the tokens issued through this environment once per resync
+    /// period, with what issuance, rotation and revocation leave of the budget. The
+    /// `DriftOnSchedule` condition turns False when they fall more than twice behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_checks: Option<DriftChecks>,
+}
+
+/// The background drift checks of one environment, as last measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftChecks {
+    /// Groups listed in the background: one per kind, tenant and (for the personal kinds)
+    /// user.
+    pub groups: u32,
+    /// The resync period the operator was configured with.
+    pub configured_period_seconds: u64,
+    /// The period achieved: how old the oldest group's listing is when its turn comes. It
+    /// stretches past the configured period when the groups need more listings than the
+    /// budget leaves, and shrinks back when they fit.
+    pub achieved_period_seconds: u64,
+    /// Percent of the environment's request budget used since the last measurement, all
+    /// priorities together.
+    pub budget_used_percent: u32,
+    /// About how many groups fit in the configured period with what the budget now leaves
+    /// for background work.
+    pub groups_that_fit: u32,
 }
 
 /// A leaked remote token.

@@ -379,6 +379,32 @@ pub struct TokenStatus {
     /// Observe only: the watched remote token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed: Option<ObservedToken>,
+    /// Issuances that failed after their create was sent (the Secret could not be written,
+    /// the new token failed verification, the create itself failed), and when the next one
+    /// may be tried. Each failure doubles the wait, from --min-reissue-interval up to
+    /// --max-reissue-backoff; a spec change or a rotate request starts over. Kept in the
+    /// status so that restarts and failovers keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuance_backoff: Option<IssuanceBackoff>,
+}
+
+/// A resource's failed issuances in a row.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuanceBackoff {
+    /// Failed issuances in a row.
+    pub failures: u32,
+    /// No new token is created before this time.
+    #[schemars(schema_with = "timestamp")]
+    pub next_attempt_at: Timestamp,
+    /// The reason of the last failure.
+    pub last_failure: String,
+    /// The spec generation the failures were counted under; another generation starts over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// The rotate annotation the failures were counted under; a new request starts over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_request: Option<String>,
 }
 
 impl TokenStatus {

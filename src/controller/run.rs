@@ -21,8 +21,8 @@ use crate::controller::environment::reference::effective_ref;
 use crate::controller::environment::{credentials, health, protection};
 use crate::controller::kinds::TokenResource;
 use crate::controller::runtime::context::Context;
-use crate::controller::runtime::{series, trigger};
-use crate::controller::steps::journal;
+use crate::controller::runtime::{background, series, trigger};
+use crate::controller::steps::{journal, leaks};
 use crate::controller::token::reconcile;
 
 /// Where the controllers watch.
@@ -67,6 +67,13 @@ where
         &credentials_scopes,
         shutdown.clone(),
     ));
+    // Drift listings run here, outside the reconcile workers, paced by each environment's
+    // budget; each listing is also searched for leaked tokens.
+    tasks.controllers.push(Box::pin(background::run(
+        ctx.clone(),
+        leaks::on_listed,
+        shutdown.clone(),
+    )));
     let operator_namespace = &ctx.config.operator_namespace;
     let caches = ctx
         .caches

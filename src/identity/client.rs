@@ -3,13 +3,14 @@ use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use jiff::Timestamp;
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use tokio::sync::{Mutex, Semaphore};
 
+use super::breaker::Breaker;
+use super::budget::{Budget, Priority};
 use super::endpoints::{
     IssuedToken, RemoteToken, TenantApiTokens, TokenEndpoint, UpdateTenantApiToken,
 };
@@ -63,6 +64,9 @@ pub struct ClientOptions {
     /// the in-flight requests, or another caller's authentication. Longer waits are returned
     /// as `RateLimited` or `Throttled` so the caller can requeue instead of holding a worker.
     pub max_inline_wait: Duration,
+    /// The longest background work (drift listings) waits for its share of the budget. It
+    /// waits outside the reconcile workers, so this only bounds how stale a turn may get.
+    pub max_background_wait: Duration,
     /// Requests in flight to this environment at once.
     pub max_in_flight: usize,
     /// A 429's reset time is believed up to this far ahead.
@@ -88,6 +92,7 @@ impl Default for ClientOptions {
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(1),
             max_inline_wait: Duration::from_secs(2),
+            max_background_wait: Duration::from_secs(30),
             max_in_flight: 4,
             max_rate_limit_wait: Duration::from_secs(15 * 60),
             breaker_min_cooldown: Duration::from_secs(2),
@@ -115,6 +120,15 @@ pub struct TokenOwner {
 pub trait RequestObserver: Send + Sync {
     fn request(&self, endpoint: &str, status: &str, latency: Duration);
     fn rate_limited_wait(&self, waited: Duration);
+    /// A turn of the budget given at `priority` after `waited`.
+    fn scheduled(&self, _priority: Priority, _waited: Duration) {}
+}
+
+/// Where a request stands in the environment's budget, and how long it may wait for a turn.
+#[derive(Clone, Copy, Debug)]
+struct Turn {
+    priority: Priority,
+    max_wait: Duration,
 }
 
 enum VendorToken {
@@ -222,65 +236,6 @@ struct ErrorBody {
     errors: Vec<serde_json::Value>,
 }
 
-/// Pauses an environment that is failing, so its tokens fail fast instead of each waiting out
-/// a dead or hostile host. Closed: requests pass. Open: requests fail at once until
-/// `open_until`; then the first request through is the probe, and the others keep failing
-/// until it answers (or its own deadline passes).
-struct Breaker {
-    state: SyncMutex<BreakerState>,
-}
-
-#[derive(Default)]
-struct BreakerState {
-    open_until: Option<Instant>,
-    cooldown: Duration,
-}
-
-impl Breaker {
-    fn admit(&self, probe_window: Duration) -> Result<(), IdentityError> {
-        let Ok(mut state) = self.state.lock() else {
-            return Err(unavailable());
-        };
-        let Some(until) = state.open_until else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        if now < until {
-            return Err(unavailable());
-        }
-        // Half-open: this caller probes; everyone else waits for its answer.
-        state.open_until = now.checked_add(probe_window);
-        Ok(())
-    }
-
-    fn is_open(&self) -> bool {
-        self.state.lock().map_or(true, |s| s.open_until.is_some())
-    }
-
-    fn succeeded(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            *state = BreakerState::default();
-        }
-    }
-
-    fn failed(&self, min: Duration, max: Duration) {
-        if let Ok(mut state) = self.state.lock() {
-            state.cooldown = if state.open_until.is_some() {
-                state.cooldown.saturating_mul(2).clamp(min, max)
-            } else {
-                min
-            };
-            state.open_until = Instant::now().checked_add(state.cooldown);
-        }
-    }
-}
-
-fn unavailable() -> IdentityError {
-    IdentityError::Unavailable(
-        "recent requests failed; calls are paused until Frontegg answers again".into(),
-    )
-}
-
 /// A client for one Frontegg environment. Share one per environment: it owns the vendor token
 /// cache, the rate limiter, the 429 gate, the in-flight limit and the breaker that every
 /// reconcile using the environment obeys.
@@ -289,7 +244,8 @@ pub struct IdentityClient {
     env: EnvironmentConfig,
     options: ClientOptions,
     vendor_token: Mutex<Option<VendorToken>>,
-    limiter: DefaultDirectRateLimiter,
+    /// The environment's request budget, handed out by priority.
+    budget: Budget,
     /// Frontegg said "no calls before this" (429); every caller waits for it.
     rate_gate: SyncMutex<Option<Timestamp>>,
     in_flight: Semaphore,
@@ -351,19 +307,16 @@ impl IdentityClient {
             ))
             .build()
             .map_err(|e| IdentityError::Transient(format!("could not build HTTP client: {e}")))?;
-        let limiter =
-            RateLimiter::direct(Quota::per_second(options.qps).allow_burst(options.burst));
+        let budget = Budget::new(options.qps.get(), options.burst.get());
         Ok(IdentityClient {
             http,
             env,
             in_flight: Semaphore::new(options.max_in_flight.max(1)),
             options,
             vendor_token: Mutex::new(None),
-            limiter,
+            budget,
             rate_gate: SyncMutex::new(None),
-            breaker: Breaker {
-                state: SyncMutex::default(),
-            },
+            breaker: Breaker::default(),
             identity: SyncMutex::new(None),
             observer,
         })
@@ -442,10 +395,16 @@ impl IdentityClient {
         // Each exchange or refresh opens a refresh token (Frontegg keeps 100 per API token):
         // never repeated in place unless it never left this process.
         let answer = self
-            .with_retries(endpoint, false, false, || async {
-                let req = self.http.post(url).json(body);
-                self.send_once(endpoint, req).await.map_err(Retry::Fail)
-            })
+            .with_retries(
+                endpoint,
+                false,
+                false,
+                self.turn(Priority::Interactive),
+                || async {
+                    let req = self.http.post(url).json(body);
+                    self.send_once(endpoint, req).await.map_err(Retry::Fail)
+                },
+            )
             .await?;
         let resp: ApiTokenAuthResponse = decode_answer(&answer)?;
         // The JWT goes into a Secret that workloads send as a header: a hostile server must
@@ -472,31 +431,86 @@ impl IdentityClient {
         scope: &TokenOwner,
         body: &E::Create,
     ) -> Result<IssuedToken, IdentityError> {
+        let turn = self.turn(Priority::Interactive);
         let answer = self
-            .request::<E, _>(Method::POST, E::CREATE_PATH.to_string(), scope, Some(body))
+            .request::<E, _>(
+                Method::POST,
+                E::CREATE_PATH.to_string(),
+                scope,
+                Some(body),
+                turn,
+            )
             .await?;
         decode_answer::<E::Created>(&answer).map(Into::into)
     }
 
+    /// A listing someone waits for (a recovery, an import, an observed token).
     pub async fn list<E: TokenEndpoint>(
         &self,
         scope: &TokenOwner,
     ) -> Result<Vec<RemoteToken>, IdentityError> {
+        self.list_as::<E>(scope, self.turn(Priority::Interactive))
+            .await
+    }
+
+    /// A drift listing: background work, which waits for what foreground work leaves. Only
+    /// the background listers call it, never a reconcile worker.
+    pub async fn list_in_background<E: TokenEndpoint>(
+        &self,
+        scope: &TokenOwner,
+    ) -> Result<Vec<RemoteToken>, IdentityError> {
+        let turn = Turn {
+            priority: Priority::Background,
+            max_wait: self.options.max_background_wait,
+        };
+        self.list_as::<E>(scope, turn).await
+    }
+
+    async fn list_as<E: TokenEndpoint>(
+        &self,
+        scope: &TokenOwner,
+        turn: Turn,
+    ) -> Result<Vec<RemoteToken>, IdentityError> {
+        let path = E::COLLECTION_PATH.to_string();
         let answer = self
-            .request::<E, ()>(Method::GET, E::COLLECTION_PATH.to_string(), scope, None)
+            .request::<E, ()>(Method::GET, path, scope, None, turn)
             .await?;
         decode_answer::<E::Listed>(&answer).map(E::remote_tokens)
     }
 
+    /// A revocation: urgent, a credential that should be dead is alive.
     pub async fn delete<E: TokenEndpoint>(
         &self,
         scope: &TokenOwner,
         id: &str,
     ) -> Result<(), IdentityError> {
+        self.delete_as::<E>(scope, id, Priority::Urgent).await
+    }
+
+    /// A revocation at another priority (leaked tokens are collected in the background).
+    pub async fn delete_as<E: TokenEndpoint>(
+        &self,
+        scope: &TokenOwner,
+        id: &str,
+        priority: Priority,
+    ) -> Result<(), IdentityError> {
         let path = format!("{}/{}", E::COLLECTION_PATH, encode_path_segment(id));
-        self.request::<E, ()>(Method::DELETE, path, scope, None)
+        self.request::<E, ()>(Method::DELETE, path, scope, None, self.turn(priority))
             .await
             .map(|_| ())
+    }
+
+    /// The budget's turns given so far, per priority (`Priority::ALL` order), and its rate.
+    pub fn budget_use(&self) -> ([u64; 3], f64) {
+        (self.budget.granted(), self.budget.qps())
+    }
+
+    /// A turn at `priority` that a reconcile may wait for: at most the inline wait.
+    fn turn(&self, priority: Priority) -> Turn {
+        Turn {
+            priority,
+            max_wait: self.options.max_inline_wait,
+        }
     }
 
     /// Tenant API tokens are the only kind Frontegg can change in place.
@@ -511,8 +525,9 @@ impl IdentityClient {
             TenantApiTokens::COLLECTION_PATH,
             encode_path_segment(id)
         );
+        let turn = self.turn(Priority::Interactive);
         let answer = self
-            .request::<TenantApiTokens, _>(Method::PATCH, path, scope, Some(body))
+            .request::<TenantApiTokens, _>(Method::PATCH, path, scope, Some(body), turn)
             .await?;
         decode_answer::<super::endpoints::ListedTenantApiToken>(&answer).map(Into::into)
     }
@@ -523,6 +538,7 @@ impl IdentityClient {
         path: String,
         scope: &TokenOwner,
         body: Option<&B>,
+        turn: Turn,
     ) -> Result<Answer, IdentityError> {
         if E::USER_SCOPED && scope.user_id.is_none() {
             return Err(IdentityError::Invalid {
@@ -536,7 +552,7 @@ impl IdentityClient {
         let idempotent = method != Method::POST;
         let reauthenticated = std::sync::atomic::AtomicBool::new(false);
         let reauthenticated = &reauthenticated;
-        self.with_retries(&endpoint, idempotent, false, || async {
+        self.with_retries(&endpoint, idempotent, false, turn, || async {
             // Authentication has its own retries and breaker accounting; its failure is final.
             let bearer = self.bearer().await.map_err(Retry::Auth)?;
             let mut req = self
@@ -569,13 +585,15 @@ impl IdentityClient {
     }
 
     /// Runs `attempt` until it succeeds, fails permanently, or the bounded retries and inline
-    /// waits run out. `admitted` skips the breaker: the caller already passed it (an
-    /// authentication inside a request), or is the health check that may resume it.
+    /// waits run out. Each attempt takes a turn of the budget. `admitted` skips the breaker:
+    /// the caller already passed it (an authentication inside a request), or is the health
+    /// check that may resume it.
     async fn with_retries<F, Fut>(
         &self,
         endpoint: &str,
         idempotent: bool,
         admitted: bool,
+        turn: Turn,
         mut attempt: F,
     ) -> Result<Answer, IdentityError>
     where
@@ -596,7 +614,7 @@ impl IdentityClient {
             if !admitted {
                 self.breaker.admit(self.options.timeout)?;
             }
-            self.wait_for_turn().await?;
+            self.wait_for_turn(turn).await?;
             let failure = match attempt().await {
                 Ok(answer) => {
                     self.breaker.succeeded();
@@ -876,12 +894,18 @@ impl IdentityClient {
             secret: self.env.secret.expose_secret(),
         };
         let answer = self
-            .with_retries("POST vendor-auth", true, true, || async {
-                let req = self.http.post(&url).json(&body);
-                self.send_once("POST vendor-auth", req)
-                    .await
-                    .map_err(Retry::Fail)
-            })
+            .with_retries(
+                "POST vendor-auth",
+                true,
+                true,
+                self.turn(Priority::Interactive),
+                || async {
+                    let req = self.http.post(&url).json(&body);
+                    self.send_once("POST vendor-auth", req)
+                        .await
+                        .map_err(Retry::Fail)
+                },
+            )
             .await?;
         let resp: VendorAuthResponse = decode_answer(&answer)?;
         Ok(Authenticated {
@@ -918,10 +942,16 @@ impl IdentityClient {
         // Each exchange or refresh opens a refresh token: never repeated in place unless it
         // never left this process.
         let answer = self
-            .with_retries(endpoint, false, true, || async {
-                let req = self.http.post(&url).json(&body);
-                self.send_once(endpoint, req).await.map_err(Retry::Fail)
-            })
+            .with_retries(
+                endpoint,
+                false,
+                true,
+                self.turn(Priority::Interactive),
+                || async {
+                    let req = self.http.post(&url).json(&body);
+                    self.send_once(endpoint, req).await.map_err(Retry::Fail)
+                },
+            )
             .await?;
         let resp: ApiTokenAuthResponse = decode_answer(&answer)?;
         let identity = jwt_identity(&resp.access_token).ok_or_else(|| {
@@ -937,9 +967,9 @@ impl IdentityClient {
         })
     }
 
-    /// Waits for the 429 gate and the rate limiter, each at most `max_inline_wait`.
-    async fn wait_for_turn(&self) -> Result<(), IdentityError> {
-        let bound = self.options.max_inline_wait;
+    /// Waits for the 429 gate and a turn of the budget, each at most the turn's wait.
+    async fn wait_for_turn(&self, turn: Turn) -> Result<(), IdentityError> {
+        let bound = turn.max_wait;
         let gate = self.rate_gate.lock().ok().and_then(|g| *g);
         let mut waited = Duration::ZERO;
         if let Some(reset) = gate {
@@ -952,15 +982,19 @@ impl IdentityClient {
                 waited = wait;
             }
         }
-        let started = Instant::now();
-        tokio::time::timeout(bound, self.limiter.until_ready())
+        let queued = self
+            .budget
+            .acquire(turn.priority, bound)
             .await
-            .map_err(|_| throttled("the environment's request rate limit is saturated"))?;
-        waited = waited.saturating_add(started.elapsed());
-        if waited >= Duration::from_millis(1)
-            && let Some(observer) = &self.observer
-        {
-            observer.rate_limited_wait(waited);
+            .map_err(|_| {
+                throttled("the environment's request budget is taken by more urgent work")
+            })?;
+        waited = waited.saturating_add(queued);
+        if let Some(observer) = &self.observer {
+            observer.scheduled(turn.priority, queued);
+            if waited >= Duration::from_millis(1) {
+                observer.rate_limited_wait(waited);
+            }
         }
         Ok(())
     }

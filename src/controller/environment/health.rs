@@ -16,10 +16,10 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::leaks;
 use super::protection::{IN_USE_RECHECK, Protected, Settled};
 use super::reference::environment_key;
 use super::resolve::client_for;
+use super::{leaks, pace};
 use crate::api::{
     ClusterFronteggEnvironment, EnvironmentConnection, EnvironmentKind, EnvironmentRef,
     EnvironmentStatus, EnvironmentUser, FIELD_MANAGER, FronteggEnvironment,
@@ -297,9 +297,17 @@ async fn report_health<E: Environment>(env: &E, ctx: &Context) -> Result<Action,
     publish_readiness(env, ctx, result.is_ok());
     let current = env.health();
     let mut status = health_status(env, current, &result);
-    status.leaked_tokens = leaks::report(ctx, &key_of(env));
+    let key = key_of(env);
+    status.leaked_tokens = leaks::report(ctx, &key);
+    let fell_behind = ctx
+        .clients
+        .cached(&key)
+        .and_then(|client| pace::report(ctx, &key, &client, &mut status, env.meta().generation));
     if Some(&status) != current {
         write_status(env, ctx, &status).await?;
+    }
+    if let Some((kind, reason, note)) = fell_behind {
+        publish(env, ctx, kind, reason, &note).await;
     }
     let before = current
         .map(|s| s.leaked_tokens.as_slice())

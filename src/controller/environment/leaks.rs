@@ -13,8 +13,8 @@ use crate::controller::runtime::error::Error;
 use crate::controller::runtime::events::Note;
 use crate::controller::runtime::leaks::Leak;
 use crate::identity::{
-    IdentityClient, IdentityError, TenantAccessTokens, TenantApiTokens, TokenEndpoint, TokenOwner,
-    UserAccessTokens, UserApiTokens,
+    IdentityClient, IdentityError, Priority, TenantAccessTokens, TenantApiTokens, TokenEndpoint,
+    TokenOwner, UserAccessTokens, UserApiTokens,
 };
 use crate::metrics::LeakLabels;
 
@@ -135,6 +135,9 @@ pub async fn collect(
     Ok(notes)
 }
 
+/// Nobody waits for a leaked token's revocation: it takes what foreground work leaves.
+const BACKGROUND: Priority = Priority::Background;
+
 async fn delete(
     client: &IdentityClient,
     endpoint: &str,
@@ -142,10 +145,26 @@ async fn delete(
     id: &str,
 ) -> Result<(), IdentityError> {
     match endpoint {
-        UserApiTokens::NAME => client.delete::<UserApiTokens>(owner, id).await,
-        UserAccessTokens::NAME => client.delete::<UserAccessTokens>(owner, id).await,
-        TenantApiTokens::NAME => client.delete::<TenantApiTokens>(owner, id).await,
-        TenantAccessTokens::NAME => client.delete::<TenantAccessTokens>(owner, id).await,
+        UserApiTokens::NAME => {
+            client
+                .delete_as::<UserApiTokens>(owner, id, BACKGROUND)
+                .await
+        }
+        UserAccessTokens::NAME => {
+            client
+                .delete_as::<UserAccessTokens>(owner, id, BACKGROUND)
+                .await
+        }
+        TenantApiTokens::NAME => {
+            client
+                .delete_as::<TenantApiTokens>(owner, id, BACKGROUND)
+                .await
+        }
+        TenantAccessTokens::NAME => {
+            client
+                .delete_as::<TenantAccessTokens>(owner, id, BACKGROUND)
+                .await
+        }
         other => Err(IdentityError::Transient(format!(
             "unknown endpoint family {other}"
         ))),

@@ -22,16 +22,19 @@ use kube::runtime::events::EventType;
 use super::restart::restart_targets;
 use super::revoke::revoke;
 use super::step::{Changes, Step};
-use crate::api::{AttemptRecord, IssueIntent, IssuedTokenRecord, PendingRevocation};
+use crate::api::{
+    AttemptRecord, IssuanceBackoff, IssueIntent, IssuedTokenRecord, PendingRevocation,
+};
 use crate::controller::environment::protection;
 use crate::controller::kinds::{SecretLayout, TokenResource};
 use crate::controller::runtime::error::Error;
 use crate::controller::runtime::test_hooks;
+use crate::controller::runtime::throttle::{after_failure, failures_that_count};
 use crate::controller::secret::credential::{AccessJwt, Credential, secret_digest};
 use crate::controller::secret::{layout, write};
 use crate::controller::steps::plan::IssueReason;
 use crate::controller::steps::{journal, marker};
-use crate::identity::IssuedToken;
+use crate::identity::{IdentityError, IssuedToken};
 use crate::metrics::Metrics;
 
 /// Create, write the Secret, record; the superseded token stays valid for the grace period.
@@ -54,14 +57,11 @@ pub async fn issue<K: TokenResource>(
     issuance.environment_alive()?;
     issuance.open_journal(changes).await?;
     issuance.protect(changes).await?;
-    let created = issuance.create().await?;
-    let issued_at = Timestamp::now();
-    let access_token = issuance.verify(&created, changes).await?;
-    let (credential, expires_at) = issuance.credential(created, access_token, changes);
-    issuance.deliver(&credential, changes).await?;
-    issuance.follow_up(changes).await;
-    issuance.record(&credential, issued_at, expires_at, changes);
-    Ok(())
+    let delivered = issuance.create_and_deliver(changes).await;
+    if let Err(e) = &delivered {
+        issuance.back_off(e, changes);
+    }
+    delivered
 }
 
 /// One issuance: what every step of it needs.
@@ -99,6 +99,9 @@ impl<K: TokenResource> Issuance<'_, '_, K> {
 
     async fn throttle(&self, changes: &Changes) -> Result<(), Error> {
         let ctx = self.step.ctx;
+        if let Some(wait) = self.backing_off(changes) {
+            return Err(Error::ReissueThrottled { wait });
+        }
         let Err(wait) = ctx.throttle.try_acquire(
             &self.uid,
             changes.status.current.as_ref().map(|c| c.issued_at),
@@ -151,6 +154,61 @@ impl<K: TokenResource> Issuance<'_, '_, K> {
         ctx.throttle.forget(&self.uid);
         changes.settle_journal();
         Err(e)
+    }
+
+    /// The failures of earlier issuances that still count (the same spec and rotate
+    /// request), and the wait they impose now.
+    fn counted_failures<'c>(&self, changes: &'c Changes) -> Option<&'c IssuanceBackoff> {
+        failures_that_count(
+            changes.status.issuance_backoff.as_ref(),
+            self.step.obj.meta().generation,
+            self.step.desired.rotation_request.as_deref(),
+        )
+    }
+
+    fn backing_off(&self, changes: &Changes) -> Option<Duration> {
+        let next = self.counted_failures(changes)?.next_attempt_at;
+        Duration::try_from(next.duration_since(self.step.now))
+            .ok()
+            .filter(|w| !w.is_zero())
+    }
+
+    /// Steps 6 to 10: from the create on, a failure counts for the backoff.
+    async fn create_and_deliver(&self, changes: &mut Changes) -> Result<(), Error> {
+        let created = self.create().await?;
+        let issued_at = Timestamp::now();
+        let access_token = self.verify(&created, changes).await?;
+        let (credential, expires_at) = self.credential(created, access_token, changes);
+        self.deliver(&credential, changes).await?;
+        self.follow_up(changes).await;
+        self.record(&credential, issued_at, expires_at, changes);
+        Ok(())
+    }
+
+    /// Records one more failed issuance, so the next create waits twice as long, across
+    /// restarts. A turn the budget did not give (ours or Frontegg's 429) is no failure of
+    /// this resource.
+    fn back_off(&self, err: &Error, changes: &mut Changes) {
+        if matches!(
+            err,
+            Error::Identity(IdentityError::Throttled(_) | IdentityError::RateLimited { .. })
+        ) {
+            return;
+        }
+        let config = &self.step.ctx.config;
+        let mut record = after_failure(
+            self.counted_failures(changes),
+            err.reason(),
+            self.step.now,
+            config.min_reissue_interval,
+            config.max_reissue_backoff,
+        );
+        record.generation = self.step.obj.meta().generation;
+        record.rotation_request = self.step.desired.rotation_request.clone();
+        tracing::info!(failures = record.failures, next = %record.next_attempt_at, "issuance failed; backing off");
+        changes.status.issuance_backoff = Some(record.clone());
+        let durable = changes.status.durable();
+        changes.written.get_or_insert(durable).issuance_backoff = Some(record);
     }
 
     /// The token exists from the moment this returns. A shared listing stamped before then
@@ -356,6 +414,7 @@ impl<K: TokenResource> Issuance<'_, '_, K> {
             ..IssuedTokenRecord::default()
         });
         status.close_journal();
+        status.issuance_backoff = None;
         status.handled_rotation_request = desired.rotation_request.clone();
         status.last_attempt = Some(AttemptRecord {
             operation: "Issue".into(),

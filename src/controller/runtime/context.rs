@@ -10,9 +10,10 @@ use super::holders::Reported;
 use super::jitter::jitter;
 use super::leaks::Leaks;
 use super::listings::DriftCache;
+use super::registry::ClientRegistry;
+use super::shares::WorkerShares;
 use super::throttle::IssueThrottle;
 use crate::api::EnvironmentRef;
-use crate::controller::environment::registry::ClientRegistry;
 use crate::controller::secret::sessions::JwtSessions;
 use crate::metrics::{EnvironmentLabels, Metrics};
 
@@ -34,6 +35,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// At most one remote create per resource per this interval.
     pub min_reissue_interval: Duration,
+    /// The longest wait between failed issuances of one resource (they double from
+    /// `min_reissue_interval`).
+    pub max_reissue_backoff: Duration,
     /// How long a replaced token keeps working, unless the resource says otherwise.
     pub grace_period: Duration,
     /// Globs over `scheme://host[:port]` that an environment's base URL must match.
@@ -46,6 +50,8 @@ pub struct Config {
     /// Revoke leaked tokens (marked by this installation, their resource gone), not only
     /// report them.
     pub collect_leaked_tokens: bool,
+    /// Concurrent reconciles per kind: what each environment gets a share of.
+    pub concurrency: u16,
 }
 
 /// Everything a reconcile needs, shared by all controllers.
@@ -55,6 +61,8 @@ pub struct Context {
     pub clients: ClientRegistry,
     pub drift: DriftCache,
     pub throttle: IssueThrottle,
+    /// Each environment's share of the reconcile workers.
+    pub shares: WorkerShares,
     /// Refresh tokens of the JWTs delivered into Secrets.
     pub jwt: JwtSessions,
     pub config: Config,
@@ -83,6 +91,7 @@ impl Context {
             clients: ClientRegistry::default(),
             drift: DriftCache::default(),
             throttle: IssueThrottle::default(),
+            shares: WorkerShares::default(),
             jwt: JwtSessions::default(),
             config,
             metrics,

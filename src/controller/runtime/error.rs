@@ -93,6 +93,10 @@ pub enum Error {
     /// (`dereference::SecretRead`); nothing was created, the pass runs again and reads it.
     #[error("Secret {0} exists; reading it and planning again")]
     SecretAppeared(String),
+    /// The environment holds its share of the kind's workers (`shares.rs`); nothing was
+    /// done, the pass runs again shortly.
+    #[error("{0} holds its share of the workers; waiting for a turn")]
+    WorkersBusy(String),
     #[error("cannot import the token: {0}")]
     ImportFailed(String),
     #[error("the Secret would be refused by the API server: {0}")]
@@ -134,6 +138,7 @@ impl Error {
             Error::Kube { .. } => "KubernetesError",
             Error::ReissueThrottled { .. } => "ReissueThrottled",
             Error::Stale { .. } | Error::SecretAppeared(_) => "Conflict",
+            Error::WorkersBusy(_) => "Throttled",
             Error::SecretRejected(_) => "InvalidSpec",
             Error::ImportFailed(_) => "ImportFailed",
             Error::VerificationFailed(_) => "VerificationFailed",
@@ -148,6 +153,7 @@ impl Error {
             Error::Identity(e) => !e.is_retryable(),
             Error::Kube { .. }
             | Error::Stale { .. }
+            | Error::WorkersBusy(_)
             | Error::SecretAppeared(_)
             | Error::ReissueThrottled { .. }
             | Error::Internal(_)

@@ -86,6 +86,7 @@ mod tests {
     fn key(env: &str, tenant: &str) -> GroupKey {
         GroupKey {
             environment: env.into(),
+            kind: "UserApiToken",
             endpoint: "user-api-tokens",
             tenant: tenant.into(),
             user: None,

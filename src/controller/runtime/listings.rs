@@ -1,10 +1,18 @@
 //! Shared remote listings: one list call per (environment, kind, tenant, user) group per
-//! resync period, whatever the number of resources in the group.
+//! drift period, whatever the number of resources in the group.
+//!
+//! Reconciles never wait for a drift listing. They register the group they belong to
+//! (`watch`) and read whatever listing is at hand; each environment's background lister
+//! (`background.rs`) lists the groups in turn, oldest first, at the pace the budget allows.
+//! When the groups need more listings per period than the budget leaves, the achieved period
+//! stretches; when they fit again, it shrinks back. Listings someone waits for (a recovery,
+//! an import) are fetched in place (`listing`) and shared with the drift checks.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use jiff::Timestamp;
 
 use super::jitter::jitter;
@@ -13,6 +21,8 @@ use crate::identity::{IdentityError, RemoteToken};
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GroupKey {
     pub environment: String,
+    /// The token kind, and its endpoint family (one per kind).
+    pub kind: &'static str,
     pub endpoint: &'static str,
     pub tenant: String,
     pub user: Option<String>,
@@ -24,64 +34,84 @@ pub struct Listing {
     pub tokens: Arc<Vec<RemoteToken>>,
 }
 
+/// Lists one group in the background, through the client of the reconcile that last
+/// registered it (a changed environment brings a new client).
+pub type Lister =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<Vec<RemoteToken>, IdentityError>> + Send + Sync>;
+
 type Slot = Arc<tokio::sync::Mutex<Option<Listing>>>;
+
+struct Group {
+    /// The latest listing; its lock makes concurrent in-place fetches share one call.
+    slot: Slot,
+    /// Set once a reconcile registered the group for drift checks.
+    lister: Option<Lister>,
+    /// When the next background listing is due.
+    due: Timestamp,
+    /// When a reconcile last registered it: a group nobody registers for a few periods has
+    /// no resources left and is dropped.
+    seen: Timestamp,
+}
+
+/// A group whose background listing is due, and how to list it.
+pub struct Due {
+    pub key: GroupKey,
+    pub lister: Lister,
+}
+
+/// How one environment's drift checks keep up, at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Pace {
+    pub groups: usize,
+    /// The configured period plus how late the most overdue group is.
+    pub achieved: Duration,
+}
+
+/// Groups unregistered for this many periods are dropped.
+const FORGET_AFTER_PERIODS: u32 = 3;
+
+/// An environment's use of its budget between two measurements.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BudgetUse {
+    /// Turns given per second, all priorities.
+    pub rate: f64,
+    /// Turns given per second to foreground work (urgent and interactive).
+    pub foreground_rate: f64,
+}
 
 #[derive(Default)]
 pub struct DriftCache {
-    groups: Mutex<HashMap<GroupKey, Slot>>,
-    /// When each group's first periodic listing is due, spread over one period from the
-    /// moment the group is first seen: a restart (or a burst of new groups) must not list
-    /// every group at once.
-    first_due: Mutex<HashMap<GroupKey, Timestamp>>,
+    groups: Mutex<HashMap<GroupKey, Group>>,
+    /// Per environment: when its budget was last measured, and the turns given by then.
+    samples: Mutex<HashMap<String, (Timestamp, [u64; 3])>>,
 }
 
 impl DriftCache {
-    /// The listing drift checks use: at most one fetch per group per `period`, and none before
-    /// the group's spread-out first turn. Until then, a listing some other step fetched (a
-    /// recovery, an import) is used when it is fresh enough, and `None` otherwise.
-    pub async fn periodic_listing<F, Fut>(
-        &self,
-        key: GroupKey,
-        period: Duration,
-        fetch: F,
-    ) -> Result<Option<Listing>, IdentityError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Vec<RemoteToken>, IdentityError>>,
-    {
+    /// Registers `key` for background drift checks (listed through `lister` once per
+    /// `period`) and returns the latest listing at hand, however old: its `fetched_at` says
+    /// what it can prove. A new group's first turn is spread over one period, so a restart
+    /// (or a burst of new groups) does not list every group at once.
+    pub fn watch(&self, key: GroupKey, lister: Lister, period: Duration) -> Option<Listing> {
         let now = Timestamp::now();
-        let due = {
-            let mut first_due = self
-                .first_due
-                .lock()
-                .map_err(|_| IdentityError::Transient("drift cache poisoned".into()))?;
-            *first_due.entry(key.clone()).or_insert_with(|| {
-                now.checked_add(period.mul_f64(jitter(0.05, 1.0)))
-                    .unwrap_or(now)
-            })
+        let slot = {
+            let mut groups = self.groups.lock().ok()?;
+            let group = groups.entry(key).or_insert_with(|| Group {
+                slot: Slot::default(),
+                lister: None,
+                due: later(now, period.mul_f64(jitter(0.05, 1.0))),
+                seen: now,
+            });
+            group.lister = Some(lister);
+            group.seen = now;
+            group.slot.clone()
         };
-        if now < due {
-            return Ok(self.cached(&key, period).await);
-        }
-        self.listing(key, period, fetch).await.map(Some)
-    }
-
-    /// A listing already held for `key`, if younger than `max_age`.
-    async fn cached(&self, key: &GroupKey, max_age: Duration) -> Option<Listing> {
-        let slot = self.groups.lock().ok()?.get(key).cloned()?;
-        let cached = slot.lock().await;
-        cached
-            .as_ref()
-            .filter(|l| {
-                Duration::try_from(Timestamp::now().duration_since(l.fetched_at))
-                    .unwrap_or(Duration::MAX)
-                    < max_age
-            })
-            .cloned()
+        // Held only while a listing is stored or fetched in place; a busy slot means a fresh
+        // listing is on its way, and the next pass reads it.
+        slot.try_lock().ok().and_then(|l| l.clone())
     }
 
     /// Returns a listing no older than `max_age`, fetching it at most once for all concurrent
-    /// callers of the same group.
+    /// callers of the same group. Used where someone waits for the answer.
     pub async fn listing<F, Fut>(
         &self,
         key: GroupKey,
@@ -92,18 +122,10 @@ impl DriftCache {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Vec<RemoteToken>, IdentityError>>,
     {
-        let slot = {
-            let mut groups = self
-                .groups
-                .lock()
-                .map_err(|_| IdentityError::Transient("drift cache poisoned".into()))?;
-            groups.entry(key).or_default().clone()
-        };
+        let slot = self.slot(key)?;
         let mut cached = slot.lock().await;
-        let now = Timestamp::now();
         if let Some(listing) = cached.as_ref()
-            && Duration::try_from(now.duration_since(listing.fetched_at)).unwrap_or(Duration::MAX)
-                < max_age
+            && age(listing.fetched_at, Timestamp::now()) < max_age
         {
             return Ok(listing.clone());
         }
@@ -118,6 +140,162 @@ impl DriftCache {
         *cached = Some(listing.clone());
         Ok(listing)
     }
+
+    fn slot(&self, key: GroupKey) -> Result<Slot, IdentityError> {
+        let mut groups = self
+            .groups
+            .lock()
+            .map_err(|_| IdentityError::Transient("drift cache poisoned".into()))?;
+        let now = Timestamp::now();
+        let group = groups.entry(key).or_insert_with(|| Group {
+            slot: Slot::default(),
+            lister: None,
+            due: now,
+            seen: now,
+        });
+        Ok(group.slot.clone())
+    }
+
+    /// The most overdue registered group of `environment` whose turn has come at `now`, with
+    /// how long until the next turn when none has. Groups nobody registered for a few
+    /// periods are dropped here.
+    pub fn next_due(
+        &self,
+        environment: &str,
+        now: Timestamp,
+        period: Duration,
+    ) -> Result<Due, Duration> {
+        let Ok(mut groups) = self.groups.lock() else {
+            return Err(period);
+        };
+        let forget = period.saturating_mul(FORGET_AFTER_PERIODS);
+        groups.retain(|_, g| g.lister.is_none() || age(g.seen, now) < forget);
+        let oldest = groups
+            .iter()
+            .filter(|(k, g)| k.environment == environment && g.lister.is_some())
+            .min_by_key(|(_, g)| g.due);
+        match oldest {
+            Some((key, group)) if group.due <= now => Ok(Due {
+                key: key.clone(),
+                lister: group.lister.clone().ok_or(period)?,
+            }),
+            Some((_, group)) => Err(until(now, group.due)),
+            None => Err(period),
+        }
+    }
+
+    /// Stores a background listing of `key`, fetched from `fetched_at` on, and schedules the
+    /// group's next turn one period after it.
+    pub async fn store(
+        &self,
+        key: &GroupKey,
+        tokens: Vec<RemoteToken>,
+        fetched_at: Timestamp,
+        period: Duration,
+    ) -> Listing {
+        let listing = Listing {
+            fetched_at,
+            tokens: Arc::new(tokens),
+        };
+        let slot = match self.groups.lock() {
+            Ok(mut groups) => groups.get_mut(key).map(|g| {
+                g.due = later(fetched_at, period);
+                g.slot.clone()
+            }),
+            Err(_) => None,
+        };
+        if let Some(slot) = slot {
+            *slot.lock().await = Some(listing.clone());
+        }
+        listing
+    }
+
+    /// Puts a group whose listing failed back in line after `delay`, behind the others.
+    pub fn postpone(&self, key: &GroupKey, now: Timestamp, delay: Duration) {
+        if let Ok(mut groups) = self.groups.lock()
+            && let Some(group) = groups.get_mut(key)
+        {
+            group.due = later(now, delay);
+        }
+    }
+
+    /// The environments with groups registered for drift checks.
+    pub fn environments(&self) -> Vec<String> {
+        let Ok(groups) = self.groups.lock() else {
+            return Vec::new();
+        };
+        let mut envs: Vec<String> = groups
+            .iter()
+            .filter(|(_, g)| g.lister.is_some())
+            .map(|(k, _)| k.environment.clone())
+            .collect();
+        envs.sort_unstable();
+        envs.dedup();
+        envs
+    }
+
+    /// How `environment`'s drift checks keep up at `now`.
+    pub fn pace(&self, environment: &str, now: Timestamp, period: Duration) -> Pace {
+        let Ok(groups) = self.groups.lock() else {
+            return Pace::default();
+        };
+        let mut pace = Pace {
+            groups: 0,
+            achieved: period,
+        };
+        for (_, group) in groups
+            .iter()
+            .filter(|(k, g)| k.environment == environment && g.lister.is_some())
+        {
+            pace.groups = pace.groups.saturating_add(1);
+            pace.achieved = pace
+                .achieved
+                .max(period.saturating_add(age(group.due, now)));
+        }
+        pace
+    }
+}
+
+impl DriftCache {
+    /// The budget use of `environment` since the last call, from the client's running count
+    /// of turns (`granted`, in `Priority::ALL` order); `None` on the first call.
+    pub fn budget_use(
+        &self,
+        environment: &str,
+        granted: [u64; 3],
+        now: Timestamp,
+    ) -> Option<BudgetUse> {
+        let mut samples = self.samples.lock().ok()?;
+        let previous = samples.insert(environment.to_string(), (now, granted));
+        let (then, before) = previous?;
+        let secs = age(then, now).as_secs_f64();
+        if secs <= 0.0 {
+            return None;
+        }
+        let delta = |i: usize| {
+            let (a, b) = (granted.get(i).copied()?, before.get(i).copied()?);
+            // A new client (the environment changed) counts from zero again.
+            Some(a.checked_sub(b).unwrap_or(a) as f64)
+        };
+        let foreground = delta(0)? + delta(1)?;
+        Some(BudgetUse {
+            rate: (foreground + delta(2)?) / secs,
+            foreground_rate: foreground / secs,
+        })
+    }
+}
+
+/// How long ago `then` was; zero when it is in the future.
+fn age(then: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(now.duration_since(then)).unwrap_or(Duration::ZERO)
+}
+
+fn until(now: Timestamp, then: Timestamp) -> Duration {
+    age(now, then)
+}
+
+fn later(t: Timestamp, by: Duration) -> Timestamp {
+    t.checked_add(by).unwrap_or(t)
 }
 
 #[cfg(test)]
@@ -125,65 +303,44 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    #[tokio::test]
-    async fn the_first_periodic_listing_waits_for_its_turn_unless_one_is_at_hand() {
-        let cache = DriftCache::default();
-        let calls = AtomicUsize::new(0);
-        let key = |t: &str| GroupKey {
-            environment: "e".into(),
+    fn key(env: &str, user: usize) -> GroupKey {
+        GroupKey {
+            environment: env.into(),
+            kind: "K",
             endpoint: "x",
-            tenant: t.into(),
-            user: None,
-        };
-        let hour = Duration::from_secs(3600);
-        // A group seen for the first time gets its turn later in the period: no call now.
-        for tenant in ["a", "b", "c"] {
-            let got = cache
-                .periodic_listing(key(tenant), hour, || async {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    Ok(vec![])
-                })
-                .await
-                .unwrap();
-            assert!(got.is_none());
+            tenant: "t".into(),
+            user: Some(format!("u{user}")),
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 0);
-        // A listing fetched for another reason (a recovery) is used meanwhile.
+    }
+
+    fn lister() -> Lister {
+        Arc::new(|| Box::pin(async { Ok(vec![]) }))
+    }
+
+    #[tokio::test]
+    async fn a_new_group_waits_for_its_spread_out_turn_and_reads_what_is_at_hand() {
+        let cache = DriftCache::default();
+        let hour = Duration::from_secs(3600);
+        assert!(cache.watch(key("e", 1), lister(), hour).is_none());
+        // Its turn is somewhere in the coming hour, not now.
+        let now = Timestamp::now();
+        let wait = cache.next_due("e", now, hour).err().unwrap();
+        assert!(wait > Duration::ZERO && wait <= hour, "{wait:?}");
+        // A listing fetched in place (a recovery) is at hand for the next pass.
         cache
-            .listing(key("a"), Duration::ZERO, || async { Ok(vec![]) })
+            .listing(key("e", 1), Duration::ZERO, || async { Ok(vec![]) })
             .await
             .unwrap();
-        let got = cache
-            .periodic_listing(key("a"), hour, || async {
-                calls.fetch_add(1, Ordering::SeqCst);
-                Ok(vec![])
-            })
-            .await
-            .unwrap();
-        assert!(got.is_some());
-        assert_eq!(calls.load(Ordering::SeqCst), 0);
-        // With no period to spread over, the turn is now.
-        let got = cache
-            .periodic_listing(key("d"), Duration::ZERO, || async {
-                calls.fetch_add(1, Ordering::SeqCst);
-                Ok(vec![])
-            })
-            .await
-            .unwrap();
-        assert!(got.is_some());
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(cache.watch(key("e", 1), lister(), hour).is_some());
+        // Other environments' groups are not this one's.
+        assert!(cache.next_due("other", now, hour).is_err());
     }
 
     #[tokio::test]
     async fn concurrent_callers_share_one_fetch_per_period() {
         let cache = Arc::new(DriftCache::default());
         let calls = Arc::new(AtomicUsize::new(0));
-        let key = GroupKey {
-            environment: "e".into(),
-            endpoint: "x",
-            tenant: "t".into(),
-            user: None,
-        };
+        let key = key("e", 0);
         let tasks: Vec<_> = (0..50)
             .map(|_| {
                 let (cache, calls, key) = (cache.clone(), calls.clone(), key.clone());
@@ -210,5 +367,124 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// Runs the background lister of environment "e" on a simulated clock for `span`, at
+    /// `rate` listings per second, while reconciles keep registering the groups of users
+    /// below `live`; returns (the groups in the order listed, the pace at the end).
+    async fn simulate(
+        cache: &DriftCache,
+        (start, span): (Timestamp, Duration),
+        rate: f64,
+        period: Duration,
+        live: usize,
+    ) -> (Vec<GroupKey>, Pace) {
+        let step = Duration::from_secs_f64(1.0 / rate);
+        let mut now = start;
+        let mut listed = Vec::new();
+        while now < start + span {
+            for (k, g) in cache.groups.lock().unwrap().iter_mut() {
+                if k.user.as_deref().unwrap()[1..].parse::<usize>().unwrap() < live {
+                    g.seen = now;
+                }
+            }
+            match cache.next_due("e", now, period) {
+                Ok(due) => {
+                    cache.store(&due.key, vec![], now, period).await;
+                    listed.push(due.key);
+                    now += step;
+                }
+                Err(wait) => now += wait.max(step),
+            }
+        }
+        (listed, cache.pace("e", now, period))
+    }
+
+    /// Registers `n` groups as reconciles would, all due at `at`.
+    fn register(cache: &DriftCache, n: usize, at: Timestamp) {
+        for user in 0..n {
+            cache.watch(key("e", user), lister(), Duration::from_secs(1));
+            cache
+                .groups
+                .lock()
+                .unwrap()
+                .get_mut(&key("e", user))
+                .unwrap()
+                .due = at;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_period_stretches_when_groups_outgrow_the_budget_and_shrinks_back() {
+        let cache = DriftCache::default();
+        let period = Duration::from_secs(20);
+        let start = Timestamp::now();
+        // 600 groups at 10 listings/s need 60 s: three times the period.
+        register(&cache, 600, start);
+        let span = Duration::from_secs(300);
+        let (listed, pace) = simulate(&cache, (start, span), 10.0, period, 600).await;
+        assert_eq!(pace.groups, 600);
+        let achieved = pace.achieved.as_secs_f64();
+        assert!((55.0..=65.0).contains(&achieved), "achieved {achieved} s");
+        // Fair: every group got its turns, none more than one ahead of another.
+        let mut counts = HashMap::new();
+        for k in &listed {
+            *counts.entry(k.clone()).or_insert(0) += 1;
+        }
+        let (min, max) = (
+            counts.values().min().unwrap(),
+            counts.values().max().unwrap(),
+        );
+        assert!(max - min <= 1, "turns per group from {min} to {max}");
+        // 500 of them go (their resources deleted: nobody registers them any more): they are
+        // dropped after three periods, and the 100 left fit in the period again.
+        let later = start + span;
+        let span = Duration::from_secs(120);
+        let (_, pace) = simulate(&cache, (later, span), 10.0, period, 100).await;
+        assert_eq!(pace.groups, 100);
+        assert!(
+            pace.achieved <= period + Duration::from_secs(1),
+            "{:?}",
+            pace.achieved
+        );
+    }
+
+    #[tokio::test]
+    async fn the_oldest_listing_goes_first() {
+        let cache = DriftCache::default();
+        let period = Duration::from_secs(10);
+        let start = Timestamp::now();
+        register(&cache, 3, start);
+        // Group 2 was listed longest ago, then 0, then 1.
+        for (user, ago) in [(0, 30), (1, 20), (2, 40)] {
+            cache
+                .groups
+                .lock()
+                .unwrap()
+                .get_mut(&key("e", user))
+                .unwrap()
+                .due = start - Duration::from_secs(ago);
+        }
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            let due = cache.next_due("e", start, period).ok().unwrap();
+            order.push(due.key.user.clone().unwrap());
+            cache.store(&due.key, vec![], start, period).await;
+        }
+        assert_eq!(order, ["u2", "u0", "u1"]);
+        // Nobody is due now: the answer is how long until the next turn.
+        assert_eq!(cache.next_due("e", start, period).err(), Some(period));
+    }
+
+    #[tokio::test]
+    async fn groups_nobody_registers_for_three_periods_are_dropped() {
+        let cache = DriftCache::default();
+        let period = Duration::from_secs(10);
+        let start = Timestamp::now();
+        register(&cache, 2, start);
+        let much_later = start + Duration::from_secs(31);
+        assert!(cache.next_due("e", much_later, period).is_err());
+        assert_eq!(cache.pace("e", much_later, period).groups, 0);
+        assert!(cache.environments().is_empty());
     }
 }

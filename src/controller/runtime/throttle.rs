@@ -1,5 +1,5 @@
 //! At most one remote create per resource per `--min-reissue-interval`, whatever the planner
-//! says. A spec mistake, a lying remote or an operator bug can then cost Frontegg one token
+//! says; after failed issuances, exponentially less often (`backoff`). A spec mistake, a lying remote or an operator bug can then cost Frontegg one token
 //! per interval, never a hot loop.
 
 use std::collections::HashMap;
@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use jiff::Timestamp;
+
+use crate::api::IssuanceBackoff;
 
 /// When each resource (by UID) last attempted a remote create. The status holds the same
 /// fact durably (`current.issuedAt`); this map also covers attempts whose status write never
@@ -81,9 +83,74 @@ pub fn wait_before_next(
     interval.checked_sub(since).filter(|w| !w.is_zero())
 }
 
+/// The wait after the `failures`-th failed issuance in a row: `base` doubled per failure
+/// after the first, at most `cap`.
+pub fn backoff(failures: u32, base: Duration, cap: Duration) -> Duration {
+    let doublings = failures.saturating_sub(1).min(31);
+    base.saturating_mul(1u32 << doublings).min(cap)
+}
+
+/// The failures recorded in `recorded` that still count: counted under this spec generation
+/// and rotate request (a change of either starts over).
+pub fn failures_that_count<'a>(
+    recorded: Option<&'a IssuanceBackoff>,
+    generation: Option<i64>,
+    rotation_request: Option<&str>,
+) -> Option<&'a IssuanceBackoff> {
+    recorded
+        .filter(|b| b.generation == generation && b.rotation_request.as_deref() == rotation_request)
+}
+
+/// The record after one more failure at `now`.
+pub fn after_failure(
+    counted: Option<&IssuanceBackoff>,
+    reason: &str,
+    now: Timestamp,
+    base: Duration,
+    cap: Duration,
+) -> IssuanceBackoff {
+    let failures = counted.map_or(1, |b| b.failures.saturating_add(1));
+    let wait = backoff(failures, base, cap);
+    IssuanceBackoff {
+        failures,
+        next_attempt_at: now.checked_add(wait).unwrap_or(now),
+        last_failure: reason.to_string(),
+        generation: None,
+        rotation_request: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_double_the_wait_up_to_the_cap_and_a_change_starts_over() {
+        let (base, cap) = (Duration::from_secs(60), Duration::from_secs(6 * 3600));
+        let waits: Vec<u64> = (1..=10).map(|n| backoff(n, base, cap).as_secs()).collect();
+        assert_eq!(
+            waits,
+            [60, 120, 240, 480, 960, 1920, 3840, 7680, 15360, 21600]
+        );
+        assert_eq!(backoff(u32::MAX, base, cap), cap);
+        assert_eq!(backoff(3, Duration::ZERO, cap), Duration::ZERO);
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut record = after_failure(None, "KubernetesError", now, base, cap);
+        record.generation = Some(2);
+        assert_eq!(record.failures, 1);
+        assert_eq!(record.next_attempt_at, now + base);
+        let counted = failures_that_count(Some(&record), Some(2), None);
+        let second = after_failure(counted, "KubernetesError", now, base, cap);
+        assert_eq!(
+            (second.failures, second.next_attempt_at),
+            (2, now + 2 * base)
+        );
+        // A spec change (generation 3) or a rotate request: the failures no longer count.
+        assert!(failures_that_count(Some(&record), Some(3), None).is_none());
+        assert!(failures_that_count(Some(&record), Some(2), Some("now")).is_none());
+        let fresh = after_failure(None, "KubernetesError", now, base, cap);
+        assert_eq!(fresh.failures, 1);
+    }
 
     #[test]
     fn attempts_older_than_the_interval_are_swept_and_recent_ones_kept() {

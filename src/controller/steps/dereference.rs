@@ -2,13 +2,15 @@
 //! Secret and the credential in it, the remote token as the shared listing saw it, and, when
 //! an issuance may have been interrupted, which remote tokens carry this resource's mark.
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 
 use super::drift;
 use super::plan::{self, Desired, Observed, RemoteState, SecretState};
-use super::{journal, leaks, marker};
+use super::{journal, marker};
 use crate::api::{IssuedTokenRecord, TokenStatus};
 use crate::controller::environment::policy;
 use crate::controller::environment::reference::effective_ref;
@@ -16,7 +18,8 @@ use crate::controller::environment::resolve::{self, Purpose, Resolved};
 use crate::controller::kinds::{TokenResource, WantedRemote};
 use crate::controller::runtime::context::Context;
 use crate::controller::runtime::error::{Error, KubeContext};
-use crate::controller::runtime::listings::GroupKey;
+use crate::controller::runtime::listings::{GroupKey, Lister};
+use crate::controller::runtime::shares::Share;
 use crate::controller::secret::credential::{
     Credential, SecretContext, read_credential, secret_digest,
 };
@@ -27,6 +30,8 @@ use crate::identity::{AuthMode, RemoteToken, TokenEndpoint, TokenOwner};
 /// Everything the later steps use, read once.
 pub struct World {
     pub env: Resolved,
+    /// The environment's worker held for this pass (`runtime::shares`).
+    pub share: Share,
     pub owner: TokenOwner,
     pub secrets: Api<Secret>,
     /// The token's Secret as read this pass. `None` also when it was not read (`SecretRead`).
@@ -84,6 +89,10 @@ pub async fn dereference<K: TokenResource>(
     read: SecretRead,
 ) -> Result<World, Error> {
     let env = token_environment(obj, ctx).await?;
+    let share = ctx
+        .shares
+        .try_take(K::KIND, &env.key, ctx.config.concurrency)
+        .ok_or_else(|| Error::WorkersBusy(env.key.clone()))?;
     env.serves_all(status)?;
     check_policy(obj, desired, &env)?;
     let secrets: Api<Secret> =
@@ -106,6 +115,7 @@ pub async fn dereference<K: TokenResource>(
         .and_then(|s| read_credential(s, K::LAYOUT));
     let mut world = World {
         env,
+        share,
         owner: owner(obj),
         secrets,
         live_secret,
@@ -317,23 +327,14 @@ async fn remote_state<K: TokenResource>(
         return (RemoteState::Unknown, None);
     };
     let key = group_key::<K>(&world.env, &world.owner);
-    let observed = key.clone();
-    let listing = match ctx
-        .drift
-        .periodic_listing(key, ctx.config.resync, || async {
-            let tokens = world.env.client.list::<K::Endpoint>(&world.owner).await?;
-            // Once per group and period, with the listing drift checks make anyway.
-            leaks::observe::<K>(ctx, observed, &world.owner, &tokens).await;
-            Ok(tokens)
-        })
-        .await
-    {
-        Ok(Some(listing)) => listing,
-        Ok(None) => return (RemoteState::Unknown, None),
-        Err(e) => {
-            tracing::debug!(error = %e, "drift listing failed; remote state unknown");
-            return (RemoteState::Unknown, None);
-        }
+    // Listed in the background, at the pace the budget allows: never waited for here.
+    let (client, owner) = (world.env.client.clone(), world.owner.clone());
+    let lister: Lister = Arc::new(move || {
+        let (client, owner) = (client.clone(), owner.clone());
+        Box::pin(async move { client.list_in_background::<K::Endpoint>(&owner).await })
+    });
+    let Some(listing) = ctx.drift.watch(key, lister, ctx.config.resync) else {
+        return (RemoteState::Unknown, None);
     };
     let changed = current
         .updated_at
@@ -350,6 +351,7 @@ async fn remote_state<K: TokenResource>(
 pub fn group_key<K: TokenResource>(env: &Resolved, owner: &TokenOwner) -> GroupKey {
     GroupKey {
         environment: env.key.clone(),
+        kind: K::KIND,
         endpoint: K::Endpoint::NAME,
         tenant: owner.tenant_id.clone(),
         user: owner.user_id.clone(),

@@ -5,16 +5,18 @@
 //! while its Secret exists.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
 
 use jiff::Timestamp;
 
 use super::marker;
 use crate::controller::environment::protection::orphaned_uids;
-use crate::controller::kinds::TokenResource;
 use crate::controller::runtime::context::Context;
 use crate::controller::runtime::leaks::Leak;
 use crate::controller::runtime::listings::GroupKey;
-use crate::identity::{RemoteToken, TokenEndpoint, TokenOwner};
+use crate::identity::{RemoteToken, TokenOwner};
 
 /// (token id, resource UID) of the tokens `installation` marked for a UID not in `known`.
 pub fn unowned<'a>(
@@ -45,14 +47,19 @@ fn plausible_uid(uid: &str) -> bool {
 /// builds an unbounded selector nor holds unbounded memory.
 const MAX_CANDIDATES: usize = 100;
 
+/// The background listers' hook (`runtime::background`): every drift listing is also
+/// searched for leaks.
+pub fn on_listed(
+    ctx: Arc<Context>,
+    key: GroupKey,
+    tokens: Arc<Vec<RemoteToken>>,
+) -> BoxFuture<'static, ()> {
+    Box::pin(async move { observe(&ctx, key, &tokens).await })
+}
+
 /// Records what a fresh listing of group `key` shows as leaked. A failure to read the
 /// orphaned Secrets leaves the group as it was: nothing is reported on a guess.
-pub async fn observe<K: TokenResource>(
-    ctx: &Context,
-    key: GroupKey,
-    owner: &TokenOwner,
-    tokens: &[RemoteToken],
-) {
+pub async fn observe(ctx: &Context, key: GroupKey, tokens: &[RemoteToken]) {
     let Some(installation) = ctx.config.installation_id.as_deref() else {
         return;
     };
@@ -73,12 +80,16 @@ pub async fn observe<K: TokenResource>(
         "leak check"
     );
     let now = Timestamp::now();
+    let owner = TokenOwner {
+        tenant_id: key.tenant.clone(),
+        user_id: key.user.clone(),
+    };
     let leaks = candidates
         .into_iter()
         .filter(|(_, uid)| !orphaned.contains(*uid))
         .map(|(id, uid)| Leak {
-            endpoint: K::Endpoint::NAME,
-            kind: K::KIND,
+            endpoint: key.endpoint,
+            kind: key.kind,
             id: id.to_string(),
             resource_uid: uid.to_string(),
             owner: owner.clone(),

@@ -17,6 +17,7 @@ use crate::controller::runtime::conditions;
 use crate::controller::runtime::context::Context;
 use crate::controller::runtime::error::{Error, KubeContext};
 use crate::controller::runtime::events::{EventType, Note};
+use crate::controller::runtime::jitter::jitter;
 use crate::controller::runtime::test_hooks;
 
 /// What a successful pass wants written.
@@ -68,6 +69,14 @@ pub async fn report<K: TokenResource>(
             // fresh resource, without a failure to report.
             tracing::debug!(object = %key, error = %err, "changed meanwhile; planning again");
             Ok(Action::requeue(Duration::from_millis(500)))
+        }
+        Err(err @ Error::WorkersBusy(_)) => {
+            // Nothing was done and nothing failed: come back soon, spread out, without a
+            // status write or a longer backoff.
+            tracing::debug!(object = %key, error = %err, "environment busy; requeued");
+            Ok(Action::requeue(
+                Duration::from_millis(500).mul_f64(jitter(1.0, 3.0)),
+            ))
         }
         Err(err @ Error::ReissueThrottled { .. }) if ready_is_false(obj) => {
             // The condition already says what went wrong with the last create; waiting for
@@ -189,9 +198,11 @@ pub async fn write_failure<K: TokenResource>(
         generation,
     );
     let journal_changed = written.is_some_and(|w| w.settled_attempt != cached.settled_attempt);
+    let backoff_changed = written.is_some_and(|w| w.issuance_backoff != cached.issuance_backoff);
     if conditions == cached.conditions
         && generation == cached.observed_generation
         && !journal_changed
+        && !backoff_changed
     {
         return Ok(());
     }
@@ -201,6 +212,7 @@ pub async fn write_failure<K: TokenResource>(
     }});
     if let (Some(w), Some(status)) = (written, patch.get_mut("status")) {
         status["settledAttempt"] = json!(w.settled_attempt);
+        status["issuanceBackoff"] = json!(w.issuance_backoff);
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let params = PatchParams {

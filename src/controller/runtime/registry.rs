@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::controller::runtime::error::Error;
+use super::error::Error;
 use crate::identity::IdentityClient;
 
 /// One client per environment, replaced when its connection or credentials change, so the
