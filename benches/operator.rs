@@ -23,6 +23,9 @@ use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+#[path = "operator/budget.rs"]
+mod budget;
+
 const NAMESPACES: usize = 50;
 const CLIENTS: usize = 16;
 const OPERATOR_NS: &str = "fto-system";
@@ -71,6 +74,11 @@ struct Args {
     /// ConfigMaps created to measure the apiserver's raw create rate.
     #[arg(long, default_value_t = 2000)]
     ceiling_objects: usize,
+    /// The budget point instead of the rest: this many UserApiTokens of as many users (one
+    /// drift group each) in one environment at the default qps, burst and resync; then 20
+    /// new tokens and 10 requested rotations in that steady state (0: not this point).
+    #[arg(long, default_value_t = 0)]
+    budget_users: usize,
     /// Ignored: `cargo bench` passes it.
     #[arg(long, hide = true)]
     bench: bool,
@@ -491,11 +499,12 @@ async fn setup(client: &kube::Client, fake: &Fake, remote_qps: u32) {
         .await
         .expect("credentials");
     // The client-side limit matches the remote one when there is one; otherwise it is set
-    // out of the way, since issuance against the apiserver is what is measured.
-    let rate = if remote_qps > 0 {
-        json!({"qps": remote_qps, "burst": 1})
-    } else {
-        json!({"qps": 1000, "burst": 1000})
+    // out of the way, since issuance against the apiserver is what is measured. The budget
+    // point (remote_qps = u32::MAX) keeps the operator's defaults.
+    let rate = match remote_qps {
+        u32::MAX => Value::Null,
+        0 => json!({"qps": 1000, "burst": 1000}),
+        qps => json!({"qps": qps, "burst": 1}),
     };
     let env: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "tokens.frontegg-operator.io/v1alpha1", "kind": "ClusterFronteggEnvironment",
@@ -762,6 +771,12 @@ async fn main() {
         path: env_path("FTO_BENCH_AUDIT_LOG"),
     };
     let fake = Fake::start(args.remote_qps, args.jwt_lifetime_secs).await;
+    if args.budget_users > 0 {
+        setup(&admin, &fake, u32::MAX).await;
+        let out = budget::point(&admin, &fake, &operator_kubeconfig, args.budget_users).await;
+        println!("{out}");
+        return;
+    }
     setup(&admin, &fake, args.remote_qps).await;
     let mut out = json!({"tokens": args.tokens, "foreignSecrets": args.foreign_secrets,
         "remoteQps": args.remote_qps, "concurrency": args.concurrency});

@@ -180,6 +180,7 @@ def report(data):
         out.append(f"| tokens/s | {fmt(med(remote, 'issuance', 'tokensPerSec'))} |")
         out.append(f"| 429s from the remote | {fmt(med(remote, 'issuance', 'remote429s'), 0)} |")
         out.append(f"| identity creates per token | {fmt(med(remote, 'issuance', 'identityCreatesPerToken'), 3)} |")
+    out.extend(budget_section(data))
     jwt = data.get("jwt")
     if jwt:
         j = jwt[0]["jwt"]
@@ -210,6 +211,40 @@ def report(data):
     return "\n".join(out)
 
 
+def budget_section(data):
+    """The budget point: many users' personal tokens on one environment at the defaults."""
+    key = next((k for k in data if k.startswith("budget-")), None)
+    if not key:
+        return []
+    b = data[key][0]
+    drift, budget = b["drift"], b["budget"]
+    rows = [
+        ("seconds to issue all (every token Ready)", fmt(b["issuance"]["allReadySecs"])),
+        ("tokens/s", fmt(b["issuance"]["tokensPerSec"], 2)),
+        ("20 new tokens in the steady state, seconds to Ready: p50 / p99 / max",
+         " / ".join(fmt(b["newTokenSecs"][p], 2) for p in ("p50", "p99", "max"))),
+        ("10 requested rotations, seconds each: p50 / p99 / max",
+         " / ".join(fmt(b["rotationSecs"][p], 2) for p in ("p50", "p99", "max"))),
+        ("drift period achieved against configured, seconds",
+         f"{drift['achievedSecs']} against {drift['configuredSecs']} ({drift['condition']})"),
+        ("drift groups; groups that fit the configured period", f"{drift['groups']}; {drift['groupsThatFit']}"),
+        ("listings/s in the steady state", fmt(b["steady"]["listingsPerSec"], 2)),
+        ("all Frontegg calls/s in the steady state", fmt(b["steady"]["callsPerSec"], 2)),
+        ("busiest 1 s / 10 s of calls, against what qps 10 and burst 20 allow",
+         f"{budget['busiest1s']} / {budget['busiest10s']} against {budget['allowed1s']:.0f} / {budget['allowed10s']:.0f}"),
+        ("operator peak RSS, MiB", fmt(b["vmHwmKiB"] / 1024)),
+    ]
+    out = ["", "### The budget at 5,000 users" if b["budgetUsers"] == 5000
+           else f"### The budget at {b['budgetUsers']:,} users", ""]
+    out.append(
+        f"{b['budgetUsers']:,} `UserApiToken`s of as many users (one drift group each) in one environment,\n"
+        "with the operator's defaults: `--qps 10`, `--burst 20`, `--resync-period 5m`. One run."
+    )
+    out.extend(["", "| measure | value |", "|---|---|"])
+    out.extend(f"| {t} | {v} |" for t, v in rows)
+    return out
+
+
 def summary(data):
     parts = []
     cols = issuance_columns(data)
@@ -227,6 +262,8 @@ def main():
     data = load(sys.argv[1])
     if "--summary" in sys.argv:
         print(summary(data))
+    elif "--budget" in sys.argv:
+        print("\n".join(budget_section(data)))
     else:
         print(report(data))
 

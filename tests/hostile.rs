@@ -611,3 +611,88 @@ async fn run_case(
         other => ("", Err(format!("unknown case {other}"))),
     }
 }
+
+/// A host that drips its answers holds every request to it for the whole client deadline.
+/// Its tokens may hold only their environment's share of the workers: a healthy token of
+/// another environment, created while more slow tokens than workers wait, becomes Ready
+/// before any slow token's request has finished (each of those ends in a Ready=False status
+/// when it does, so none may have a condition yet).
+#[tokio::test]
+async fn a_slow_drip_host_holds_only_its_share_of_the_workers() {
+    let env = TestEnv::start("slow-share").await;
+    let slow = Fake::start(&[]).await;
+    slow.set_faults(json!({"slowDripNext": 100000, "pathPrefix": "/identity"}))
+        .await;
+    apply_yaml(
+        &env.client,
+        &json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "slow-credentials", "namespace": env.ns,
+                         "labels": {"tokens.frontegg-operator.io/credentials": "true"}},
+            "stringData": {"clientId": slow.client_id, "secret": slow.secret}
+        })
+        .to_string(),
+    )
+    .await;
+    let slow_env = format!("slow-{}", env.ns);
+    apply_yaml(&env.client, &json!({
+        "apiVersion": "tokens.frontegg-operator.io/v1alpha1", "kind": "ClusterFronteggEnvironment",
+        "metadata": {"name": slow_env, "labels": {"e2e": env.ns}},
+        "spec": {"baseUrl": slow.url, "credentialsSecretRef": {"name": "slow-credentials"},
+                 "allowedNamespaces": {"names": [env.ns]}, "allowedTenants": ["*"]}
+    }).to_string()).await;
+    let token = |name: &str, environment: Option<&str>| {
+        let mut spec = json!({"tenantId": "tenant-s", "userId": "user-s"});
+        if let Some(e) = environment {
+            spec["environmentRef"] = json!({"kind": "ClusterFronteggEnvironment", "name": e});
+        }
+        json!({
+            "apiVersion": "tokens.frontegg-operator.io/v1alpha1", "kind": "UserAccessToken",
+            "metadata": {"name": name}, "spec": spec,
+        })
+    };
+    // Twice as many slow tokens as the kind has workers (--concurrency 4).
+    for i in 0..8 {
+        env.apply_owned(token(&format!("slow-{i}"), Some(&slow_env)))
+            .await;
+    }
+    let create = "POST /identity/resources/users/access-tokens/v1";
+    wait_for(
+        Duration::from_secs(60),
+        "slow creates in flight",
+        || async { (slow.calls(create).await >= 3).then_some(()) },
+    )
+    .await;
+    env.apply_owned(token("healthy", None)).await;
+    env.wait_ready("useraccesstokens", "healthy", "True", None)
+        .await;
+    let mut finished = Vec::new();
+    for i in 0..8 {
+        let obj = env
+            .get("useraccesstokens", &format!("slow-{i}"))
+            .await
+            .expect("slow token");
+        if obj["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+        {
+            finished.push(format!("slow-{i}: {}", obj["status"]["conditions"]));
+        }
+    }
+    assert!(
+        finished.is_empty(),
+        "slow requests finished before the healthy token was Ready: {finished:?}"
+    );
+    assert!(
+        slow.calls(create).await <= 3,
+        "the slow environment held at most 3 of the 4 workers"
+    );
+    // The slow ones do finish, as failures of their own environment.
+    env.wait_ready(
+        "useraccesstokens",
+        "slow-0",
+        "False",
+        Some("FronteggUnavailable"),
+    )
+    .await;
+}

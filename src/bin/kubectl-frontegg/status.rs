@@ -31,6 +31,16 @@ pub struct Row {
     pub secret: Option<String>,
     /// The `Rotating` condition's message: a replacement waiting for its time.
     pub rotating: Option<String>,
+    /// Failed issuances in a row, and when the next one may be tried.
+    pub backoff: Option<Backoff>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Backoff {
+    pub failures: u64,
+    pub next_attempt_at: String,
+    pub last_failure: String,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -105,6 +115,13 @@ pub fn row(kind: &Kind, obj: &DynamicObject) -> Row {
         secret: text(&status, &["current", "secretName"])
             .or_else(|| text(data, &["spec", "secret", "name"])),
         rotating: condition(&status, "Rotating").and_then(|c| text(c, &["message"])),
+        backoff: status.get("issuanceBackoff").and_then(|b| {
+            Some(Backoff {
+                failures: b.get("failures")?.as_u64()?,
+                next_attempt_at: text(b, &["nextAttemptAt"])?,
+                last_failure: text(b, &["lastFailure"]).unwrap_or_default(),
+            })
+        }),
     }
 }
 
@@ -245,6 +262,14 @@ pub fn next_steps(row: &Row) -> Vec<String> {
     let mut next = Vec::new();
     if row.ready != "True" {
         next.push(format!("not ready: {} ({})", row.reason, row.message));
+    }
+    if let Some(b) = &row.backoff {
+        next.push(format!(
+            "{} failed issuance(s) in a row (last: {}); the next is tried at {}, or at once after a spec change or a rotate request",
+            b.failures,
+            b.last_failure,
+            seconds(&b.next_attempt_at)
+        ));
     }
     if let Some(waiting) = &row.rotating {
         next.push(waiting.clone());

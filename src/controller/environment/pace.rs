@@ -11,9 +11,12 @@ use crate::api::{DriftChecks, EnvironmentStatus};
 use crate::controller::runtime::conditions;
 use crate::controller::runtime::context::Context;
 use crate::controller::runtime::events::Note;
-use crate::controller::runtime::listings::{BudgetUse, Pace};
+use crate::controller::runtime::listings::{BudgetUse, Measured, Pace};
 use crate::identity::IdentityClient;
 use crate::metrics::EnvironmentKeyLabels;
+
+/// The longest between two measurements, whatever the resync period.
+const MAX_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Past this multiple of the configured period, the checks are reported behind.
 const BEHIND: u32 = 2;
@@ -35,9 +38,17 @@ pub fn report(
 ) -> Option<Note> {
     let period = ctx.config.resync;
     let now = Timestamp::now();
-    let pace = ctx.drift.pace(key, now, period);
     let (granted, qps) = client.budget_use();
-    let used = ctx.drift.budget_use(key, granted, now);
+    let used = match ctx
+        .drift
+        .budget_use(key, granted, now, period.min(MAX_INTERVAL))
+    {
+        // Measured a moment ago (this check follows its own status write): as it was.
+        Measured::TooSoon => return None,
+        Measured::First => None,
+        Measured::Used(used) => Some(used),
+    };
+    let pace = ctx.drift.pace(key, now, period);
     let previous = status.drift_checks.clone();
     let checks = drift_checks(&pace, used, previous.as_ref(), qps, period);
     publish_metrics(ctx, key, &checks);

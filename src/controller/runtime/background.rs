@@ -51,6 +51,7 @@ where
 /// Lists one environment's groups in turn; ends when it has none left (a new registration
 /// starts it again).
 async fn lister(ctx: Arc<Context>, environment: String, on_listed: OnListed) {
+    tracing::debug!(%environment, "background lister started");
     let period = ctx.config.resync;
     let mut idle = Duration::ZERO;
     loop {
@@ -69,6 +70,7 @@ async fn lister(ctx: Arc<Context>, environment: String, on_listed: OnListed) {
                 // Nothing registered for a scan or two: the environment's tokens are gone.
                 idle = idle.saturating_add(SCAN);
                 if idle > SCAN.saturating_mul(2) {
+                    tracing::debug!(%environment, "background lister stopped: no groups");
                     return;
                 }
                 tokio::time::sleep(SCAN).await;
@@ -85,12 +87,15 @@ async fn list(ctx: &Arc<Context>, due: Due, on_listed: OnListed) {
     let fetched_at = Timestamp::now();
     match (due.lister)().await {
         Ok(tokens) => {
+            tracing::debug!(group = ?due.key, listed = tokens.len(), "background listing");
             let listing = ctx.drift.store(&due.key, tokens, fetched_at, period).await;
             on_listed(ctx.clone(), due.key, listing.tokens).await;
         }
         // No background turn within the wait: the budget is busy with foreground work. The
         // group stays first in line.
-        Err(IdentityError::Throttled(_)) => {}
+        Err(IdentityError::Throttled(_)) => {
+            tracing::debug!(group = ?due.key, "no background turn within the wait");
+        }
         Err(e) => {
             tracing::debug!(error = %e, group = ?due.key, "background listing failed");
             let retry = RETRY_FAILED.min(period).max(Duration::from_secs(1));

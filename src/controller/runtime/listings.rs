@@ -256,33 +256,58 @@ impl DriftCache {
     }
 }
 
+/// A measurement of an environment's budget use.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Measured {
+    /// The last one is younger than the interval: keep what it said.
+    TooSoon,
+    /// The first one: nothing to compare with yet.
+    First,
+    Used(BudgetUse),
+}
+
 impl DriftCache {
-    /// The budget use of `environment` since the last call, from the client's running count
-    /// of turns (`granted`, in `Priority::ALL` order); `None` on the first call.
+    /// The budget use of `environment` since the last measurement, from the client's running
+    /// count of turns (`granted`, in `Priority::ALL` order), at most once per `interval`: an
+    /// environment's status write brings its next check at once, and a measurement over a
+    /// few milliseconds would say nothing (and change the status again).
     pub fn budget_use(
         &self,
         environment: &str,
         granted: [u64; 3],
         now: Timestamp,
-    ) -> Option<BudgetUse> {
-        let mut samples = self.samples.lock().ok()?;
-        let previous = samples.insert(environment.to_string(), (now, granted));
-        let (then, before) = previous?;
-        let secs = age(then, now).as_secs_f64();
-        if secs <= 0.0 {
-            return None;
-        }
-        let delta = |i: usize| {
-            let (a, b) = (granted.get(i).copied()?, before.get(i).copied()?);
-            // A new client (the environment changed) counts from zero again.
-            Some(a.checked_sub(b).unwrap_or(a) as f64)
+        interval: Duration,
+    ) -> Measured {
+        let Ok(mut samples) = self.samples.lock() else {
+            return Measured::TooSoon;
         };
-        let foreground = delta(0)? + delta(1)?;
-        Some(BudgetUse {
-            rate: (foreground + delta(2)?) / secs,
-            foreground_rate: foreground / secs,
-        })
+        let previous = samples.get(environment).copied();
+        if previous.is_some_and(|(then, _)| age(then, now) < interval) {
+            return Measured::TooSoon;
+        }
+        samples.insert(environment.to_string(), (now, granted));
+        let Some((then, before)) = previous else {
+            return Measured::First;
+        };
+        rates(granted, before, age(then, now).as_secs_f64()).map_or(Measured::First, Measured::Used)
     }
+}
+
+/// Turns per second from two counts `secs` apart.
+fn rates(granted: [u64; 3], before: [u64; 3], secs: f64) -> Option<BudgetUse> {
+    if secs <= 0.0 {
+        return None;
+    }
+    let delta = |i: usize| {
+        let (a, b) = (granted.get(i).copied()?, before.get(i).copied()?);
+        // A new client (the environment changed) counts from zero again.
+        Some(a.checked_sub(b).unwrap_or(a) as f64)
+    };
+    let foreground = delta(0)? + delta(1)?;
+    Some(BudgetUse {
+        rate: (foreground + delta(2)?) / secs,
+        foreground_rate: foreground / secs,
+    })
 }
 
 /// How long ago `then` was; zero when it is in the future.

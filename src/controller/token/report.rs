@@ -162,6 +162,28 @@ pub async fn write_status<K: TokenResource>(
     )
     .await
     .context("write the token's status")?;
+    clear_backoff(obj, &api, &status).await
+}
+
+/// The failure path records `issuanceBackoff` with a merge patch, so the apply above cannot
+/// drop it by leaving it out: once an issuance succeeds, it is removed here.
+async fn clear_backoff<K: TokenResource>(
+    obj: &K,
+    api: &Api<K>,
+    status: &TokenStatus,
+) -> Result<(), Error> {
+    let recorded = obj.token_status().and_then(|s| s.issuance_backoff.as_ref());
+    if recorded.is_none() || status.issuance_backoff.is_some() {
+        return Ok(());
+    }
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    let patch = json!({ "status": { "issuanceBackoff": null } });
+    api.patch_status(&obj.name_any(), &params, &Patch::Merge(&patch))
+        .await
+        .context("clear the token's issuance backoff")?;
     Ok(())
 }
 
