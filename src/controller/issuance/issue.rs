@@ -186,12 +186,17 @@ impl<K: TokenResource> Issuance<'_, '_, K> {
     }
 
     /// Records one more failed issuance, so the next create waits twice as long, across
-    /// restarts. A turn the budget did not give (ours or Frontegg's 429) is no failure of
-    /// this resource.
+    /// restarts. A create that never left this process is no failure of this resource: a
+    /// turn the budget did not give (ours or Frontegg's 429), or an environment paused after
+    /// failures of its own (its tokens would all back off for one outage).
     fn back_off(&self, err: &Error, changes: &mut Changes) {
         if matches!(
             err,
-            Error::Identity(IdentityError::Throttled(_) | IdentityError::RateLimited { .. })
+            Error::Identity(
+                IdentityError::Throttled(_)
+                    | IdentityError::RateLimited { .. }
+                    | IdentityError::Unavailable(_)
+            )
         ) {
             return;
         }
