@@ -27,14 +27,6 @@ fn personal_token(ns: &str, name: &str, user: &str) -> Value {
     })
 }
 
-fn condition(obj: &Value, type_: &str) -> Option<Value> {
-    obj["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .cloned()
-}
-
 fn is_ready(obj: &Value) -> bool {
     condition(obj, "Ready").is_some_and(|c| c["status"] == "True")
 }

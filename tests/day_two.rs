@@ -33,14 +33,6 @@ fn current_id(obj: &Value) -> String {
         .to_string()
 }
 
-fn condition(obj: &Value, type_: &str) -> Option<Value> {
-    obj["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-        .cloned()
-}
-
 /// The route a kind's tokens are created at, as the fake counts calls.
 fn create_route(create_path: &str) -> String {
     format!("POST /identity{create_path}")

@@ -944,11 +944,6 @@ async fn a_rotation_within_the_reissue_interval_keeps_ready_true_and_completes_a
     api.patch("w", &PatchParams::default(), &Patch::Merge(rotate))
         .await
         .expect("annotate");
-    let condition = |obj: &Value, type_: &str| {
-        obj["status"]["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == type_).cloned())
-    };
     let waiting = wait_for(Duration::from_secs(20), "the wait recorded", || async {
         let obj = env.get("userapitokens", "w").await?;
         let rotating = condition(&obj, "Rotating")?;

@@ -847,6 +847,15 @@ pub async fn get_custom(client: &Client, ns: &str, plural: &str, name: &str) -> 
         .map(|o| serde_json::to_value(o).expect("json"))
 }
 
+/// The condition of `type_` in an object's status.
+pub fn condition(obj: &Value, type_: &str) -> Option<Value> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .cloned()
+}
+
 /// The data of a Secret as strings.
 pub fn secret_data(
     s: &k8s_openapi::api::core::v1::Secret,
