@@ -25,6 +25,10 @@ const SCAN: Duration = Duration::from_secs(1);
 /// the groups already due.
 const RETRY_FAILED: Duration = Duration::from_secs(30);
 
+/// How long a lister waits when its environment is paused after failures (its breaker
+/// admits a probe within seconds; the health check probes it too).
+const ENVIRONMENT_PAUSED: Duration = Duration::from_secs(5);
+
 /// Runs the listers until `shutdown` resolves.
 pub async fn run<S>(ctx: Arc<Context>, on_listed: OnListed, shutdown: S)
 where
@@ -96,6 +100,18 @@ async fn list(ctx: &Arc<Context>, due: Due, on_listed: OnListed) {
         Err(IdentityError::Throttled(_)) => {
             tracing::debug!(group = ?due.key, "no background turn within the wait");
         }
+        // The environment, not the group: Frontegg's 429 gate is closed, or the environment
+        // is paused after failures. Every other group would fail the same way at once, so
+        // the lister waits, and the group keeps its place.
+        Err(IdentityError::RateLimited { reset }) => {
+            let wait = Duration::try_from(reset.duration_since(Timestamp::now()))
+                .unwrap_or(Duration::ZERO);
+            tokio::time::sleep(
+                wait.clamp(Duration::from_secs(1), period.max(Duration::from_secs(1))),
+            )
+            .await;
+        }
+        Err(IdentityError::Unavailable(_)) => tokio::time::sleep(ENVIRONMENT_PAUSED).await,
         Err(e) => {
             tracing::debug!(error = %e, group = ?due.key, "background listing failed");
             let retry = RETRY_FAILED.min(period).max(Duration::from_secs(1));
