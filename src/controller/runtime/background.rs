@@ -34,8 +34,8 @@ pub async fn run<S>(ctx: Arc<Context>, on_listed: OnListed, shutdown: S)
 where
     S: std::future::Future<Output = ()> + Send,
 {
+    let mut listers: HashMap<String, JoinHandle<()>> = HashMap::new();
     let supervise = async {
-        let mut listers: HashMap<String, JoinHandle<()>> = HashMap::new();
         loop {
             listers.retain(|_, task| !task.is_finished());
             for env in ctx.drift.environments() {
@@ -49,6 +49,10 @@ where
     tokio::select! {
         () = supervise => {}
         () = shutdown => {}
+    }
+    // They stop with the controllers: a leader that stops lists nothing more.
+    for task in listers.values() {
+        task.abort();
     }
 }
 

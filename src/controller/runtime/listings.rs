@@ -48,9 +48,20 @@ struct Group {
     lister: Option<Lister>,
     /// When the next background listing is due.
     due: Timestamp,
-    /// When a reconcile last registered it: a group nobody registers for a few periods has
-    /// no resources left and is dropped.
+    /// When a reconcile last registered it, or a listing was fetched in place: a group
+    /// nobody uses for a few periods has no resources left and is dropped.
     seen: Timestamp,
+}
+
+impl Group {
+    fn new(due: Timestamp, now: Timestamp) -> Self {
+        Group {
+            slot: Slot::default(),
+            lister: None,
+            due,
+            seen: now,
+        }
+    }
 }
 
 /// A group whose background listing is due, and how to list it.
@@ -95,12 +106,10 @@ impl DriftCache {
         let now = Timestamp::now();
         let slot = {
             let mut groups = self.groups.lock().ok()?;
-            let group = groups.entry(key).or_insert_with(|| Group {
-                slot: Slot::default(),
-                lister: None,
-                due: later(now, period.mul_f64(jitter(0.05, 1.0))),
-                seen: now,
-            });
+            let first_turn = later(now, period.mul_f64(jitter(0.05, 1.0)));
+            let group = groups
+                .entry(key)
+                .or_insert_with(|| Group::new(first_turn, now));
             group.lister = Some(lister);
             group.seen = now;
             group.slot.clone()
@@ -147,12 +156,8 @@ impl DriftCache {
             .lock()
             .map_err(|_| IdentityError::Transient("drift cache poisoned".into()))?;
         let now = Timestamp::now();
-        let group = groups.entry(key).or_insert_with(|| Group {
-            slot: Slot::default(),
-            lister: None,
-            due: now,
-            seen: now,
-        });
+        let group = groups.entry(key).or_insert_with(|| Group::new(now, now));
+        group.seen = now;
         Ok(group.slot.clone())
     }
 
@@ -169,7 +174,9 @@ impl DriftCache {
             return Err(period);
         };
         let forget = period.saturating_mul(FORGET_AFTER_PERIODS);
-        groups.retain(|_, g| g.lister.is_none() || age(g.seen, now) < forget);
+        // Also the groups only ever listed in place (a recovery, an import): none is kept
+        // for longer than its use.
+        groups.retain(|_, g| age(g.seen, now) < forget);
         let oldest = groups
             .iter()
             .filter(|(k, g)| k.environment == environment && g.lister.is_some())
@@ -502,14 +509,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn groups_nobody_registers_for_three_periods_are_dropped() {
+    async fn groups_nobody_uses_for_three_periods_are_dropped() {
         let cache = DriftCache::default();
         let period = Duration::from_secs(10);
         let start = Timestamp::now();
         register(&cache, 2, start);
+        // A group only ever listed in place (a recovery) goes the same way.
+        cache
+            .listing(key("e", 9), Duration::ZERO, || async { Ok(vec![]) })
+            .await
+            .unwrap();
         let much_later = start + Duration::from_secs(31);
         assert!(cache.next_due("e", much_later, period).is_err());
         assert_eq!(cache.pace("e", much_later, period).groups, 0);
         assert!(cache.environments().is_empty());
+        assert!(cache.groups.lock().unwrap().is_empty());
     }
 }
