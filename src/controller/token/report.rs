@@ -153,6 +153,7 @@ pub async fn write_status<K: TokenResource>(
         return Ok(());
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    clear_backoff(obj, &api, &status).await?;
     let patch =
         json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status });
     api.patch_status(
@@ -162,11 +163,12 @@ pub async fn write_status<K: TokenResource>(
     )
     .await
     .context("write the token's status")?;
-    clear_backoff(obj, &api, &status).await
+    Ok(())
 }
 
-/// The failure path records `issuanceBackoff` with a merge patch, so the apply above cannot
-/// drop it by leaving it out: once an issuance succeeds, it is removed here.
+/// The failure path records `issuanceBackoff` with a merge patch, so the apply below cannot
+/// drop it by leaving it out: once an issuance succeeds, it is removed here. Before the apply,
+/// so that no reader ever sees `Ready=True` next to a backoff that no longer holds.
 async fn clear_backoff<K: TokenResource>(
     obj: &K,
     api: &Api<K>,
