@@ -321,7 +321,7 @@ pub struct LeakedToken {
     /// The UID of the token resource that created it.
     pub resource_uid: String,
     /// When a listing first showed it without a resource.
-    #[schemars(schema_with = "crate::api::token::timestamp")]
+    #[schemars(schema_with = "crate::api::shared::timestamp")]
     pub first_seen: jiff::Timestamp,
 }
 

@@ -12,9 +12,11 @@
 mod environment;
 pub mod limits;
 pub mod reference;
+mod shared;
 mod token;
 
 pub use environment::*;
+pub use shared::*;
 pub use token::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
