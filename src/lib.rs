@@ -23,3 +23,4 @@ pub mod identity;
 pub mod leader;
 pub mod metrics;
 pub mod server;
+pub mod webhook;

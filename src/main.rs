@@ -18,7 +18,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use frontegg_token_operator::{api, controller, leader, metrics::Metrics, server};
+use frontegg_token_operator::{api, controller, leader, metrics::Metrics, server, webhook};
 use futures::FutureExt;
 use tracing_subscriber::EnvFilter;
 
@@ -44,6 +44,10 @@ enum Command {
         /// Print the field reference (docs/crd-reference.md) instead.
         #[arg(long)]
         reference: bool,
+        /// Serve v1alpha1 only, without the conversion webhook: for an operator run outside
+        /// the cluster, which no Service reaches (benchmarks, profiles).
+        #[arg(long, conflicts_with_all = ["helm", "reference"])]
+        without_webhook: bool,
     },
 }
 
@@ -53,8 +57,34 @@ enum LogFormat {
     Json,
 }
 
+/// The conversion webhook (`webhook`). Off unless `--conversion-webhook-addr` is given.
+#[derive(clap::Args)]
+struct ConversionArgs {
+    /// Serve the conversion webhook (HTTPS) on this address, on every replica.
+    #[arg(long, env = "CONVERSION_WEBHOOK_ADDR")]
+    conversion_webhook_addr: Option<SocketAddr>,
+    /// The Service in the operator's namespace that the CRDs' conversion names.
+    #[arg(long, env = "CONVERSION_SERVICE", default_value = api::versions::DEFAULT_SERVICE)]
+    conversion_service: String,
+    /// The Secret in the operator's namespace that holds the webhook's CA.
+    #[arg(
+        long,
+        env = "CONVERSION_CA_SECRET",
+        default_value = "frontegg-token-operator-conversion-ca"
+    )]
+    conversion_ca_secret: String,
+    /// Lifetime of the webhook's CA; it is replaced when a third is left.
+    #[arg(long, default_value = "8760h", value_parser = humantime::parse_duration)]
+    conversion_ca_lifetime: Duration,
+    /// Lifetime of each replica's serving certificate; renewed when a third is left.
+    #[arg(long, default_value = "168h", value_parser = humantime::parse_duration)]
+    conversion_cert_lifetime: Duration,
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
+    #[command(flatten)]
+    conversion: ConversionArgs,
     /// Namespaces to watch (comma separated). Empty: the whole cluster.
     #[arg(
         long,
@@ -161,10 +191,16 @@ fn main() -> ExitCode {
             print!("{}", api::crd_reference());
             ExitCode::SUCCESS
         }
-        Command::Crd { helm, .. } => match if helm {
+        Command::Crd {
+            helm,
+            without_webhook,
+            ..
+        } => match if helm {
             api::helm_crds_template()
+        } else if without_webhook {
+            api::crds_yaml(api::Conversion::AlphaOnly)
         } else {
-            api::crds_yaml()
+            api::crds_yaml(api::Conversion::Webhook)
         } {
             Ok(yaml) => {
                 print!("{yaml}");
@@ -238,16 +274,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut ctx = context(&args, default_environment, client.clone(), metrics.clone());
     ctx.config.installation_id = installation;
     let ctx = Arc::new(ctx);
-    let scope = controller::WatchScope {
-        namespaces: args
-            .watch_namespaces
-            .iter()
-            .filter(|n| !n.is_empty())
-            .cloned()
-            .collect(),
-        cluster_environment_selector: args.cluster_environment_selector.clone(),
-        concurrency: args.concurrency,
-    };
+    let scope = watch_scope(&args);
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let shutdown = async move {
@@ -260,9 +287,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing in-flight reconciles");
         let _ = stop_tx.send(true);
     });
+    let webhook = start_webhook(&args, &client, shutdown.clone());
     let http = tokio::spawn(server::serve(
         args.metrics_addr,
         ready.clone(),
+        webhook.as_ref().map(|(serving, _)| serving.clone()),
         metrics,
         shutdown.clone(),
     ));
@@ -283,7 +312,52 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Ok(())
     };
     http.abort();
+    // Conversions keep being answered while the Service drops this pod (webhook::DRAIN).
+    if let Some((_, task)) = webhook {
+        let _ = task.await;
+    }
     result
+}
+
+fn watch_scope(args: &RunArgs) -> controller::WatchScope {
+    controller::WatchScope {
+        namespaces: args
+            .watch_namespaces
+            .iter()
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .collect(),
+        cluster_environment_selector: args.cluster_environment_selector.clone(),
+        concurrency: args.concurrency,
+    }
+}
+
+/// Starts the conversion webhook when asked; returns its certificate, which readiness waits
+/// for, and its task, which ends once it has drained.
+fn start_webhook(
+    args: &RunArgs,
+    client: &kube::Client,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Option<(Arc<webhook::ServingCert>, tokio::task::JoinHandle<()>)> {
+    let conversion = &args.conversion;
+    let addr = conversion.conversion_webhook_addr?;
+    let options = webhook::Options {
+        addr,
+        namespace: args.operator_namespace.clone(),
+        service: conversion.conversion_service.clone(),
+        ca_secret: conversion.conversion_ca_secret.clone(),
+        ca_lifetime: conversion.conversion_ca_lifetime,
+        cert_lifetime: conversion.conversion_cert_lifetime,
+    };
+    let serving = Arc::new(webhook::ServingCert::default());
+    let running = serving.clone();
+    let client = client.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = webhook::run(client, options, running, shutdown).await {
+            tracing::error!(error = %e, "the conversion webhook stopped");
+        }
+    });
+    Some((serving, task))
 }
 
 /// This installation's id for the marks (`steps::marker::installation_id`), from the

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::metrics::Metrics;
+use crate::webhook::ServingCert;
 
 /// The most of a page a scrape holds at once, besides the chunk on its way to the client.
 const SCRAPE_CHUNK: usize = 32 * 1024;
@@ -30,6 +31,8 @@ const SCRAPE_DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 struct AppState {
     ready: Arc<AtomicBool>,
+    /// With the conversion webhook on: not ready before it serves a certificate.
+    conversion: Option<Arc<ServingCert>>,
     metrics: Arc<Metrics>,
     scrapes: Arc<Semaphore>,
     deadline: Duration,
@@ -38,11 +41,13 @@ struct AppState {
 pub async fn serve(
     addr: SocketAddr,
     ready: Arc<AtomicBool>,
+    conversion: Option<Arc<ServingCert>>,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(AppState {
         ready,
+        conversion,
         metrics,
         scrapes: Arc::new(Semaphore::new(CONCURRENT_SCRAPES)),
         deadline: SCRAPE_DEADLINE,
@@ -55,7 +60,8 @@ pub async fn serve(
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::SeqCst) {
+    let converting = state.conversion.as_ref().is_none_or(|c| c.is_ready());
+    if state.ready.load(Ordering::SeqCst) && converting {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
@@ -188,6 +194,7 @@ mod tests {
         metrics.add_token_source(Arc::new(Many(tokens)));
         AppState {
             ready: Arc::new(AtomicBool::new(true)),
+            conversion: None,
             metrics: Arc::new(metrics),
             scrapes: Arc::new(Semaphore::new(CONCURRENT_SCRAPES)),
             deadline,

@@ -3,7 +3,9 @@
 
 #[test]
 fn crds_directory_matches_the_generated_crds() {
-    let generated = frontegg_token_operator::api::crds_yaml().expect("render CRDs");
+    let generated =
+        frontegg_token_operator::api::crds_yaml(frontegg_token_operator::api::Conversion::Webhook)
+            .expect("render CRDs");
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/crds/frontegg-token-operator.crds.yaml"

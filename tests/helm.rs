@@ -172,6 +172,10 @@ async fn install_with_operator(
         // an image over the network if a node is running (tests/in_cluster.rs runs the image).
         "--set",
         "image.pullPolicy=Never",
+        // A local process is behind no Service: the CRDs serve v1alpha1 alone, with no webhook
+        // (tests/upgrade.rs runs the webhook in the pod).
+        "--set",
+        "conversion.webhook=false",
         "--set",
         &format!("watchNamespaces={{{watched}}}"),
         "--set",

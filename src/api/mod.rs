@@ -9,15 +9,19 @@
 //!
 //! May use: nothing else of this crate. Every other module uses it.
 
+pub mod convert;
 mod environment;
 pub mod limits;
 pub mod reference;
 mod shared;
 mod token;
+pub mod v1beta1;
+pub mod versions;
 
 pub use environment::*;
 pub use shared::*;
 pub use token::*;
+pub use versions::{Conversion, environment_crd, token_crd};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -57,20 +61,42 @@ pub const JOURNAL_ANNOTATION: &str = "tokens.frontegg-operator.io/issue-journal"
 
 /// Every CRD the operator serves, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
+    crds_with(Conversion::Webhook)
+}
+
+/// The CRDs with conversion as given (`Conversion::AlphaOnly` for an operator that no
+/// Service reaches).
+pub fn crds_with(conversion: Conversion) -> Vec<CustomResourceDefinition> {
     vec![
-        FronteggEnvironment::crd(),
-        ClusterFronteggEnvironment::crd(),
-        UserApiToken::crd(),
-        UserAccessToken::crd(),
-        TenantApiToken::crd(),
-        TenantAccessToken::crd(),
+        environment_crd(FronteggEnvironment::crd()),
+        environment_crd(ClusterFronteggEnvironment::crd()),
+        token_crd(
+            UserApiToken::crd(),
+            v1beta1::UserApiToken::crd(),
+            conversion,
+        ),
+        token_crd(
+            UserAccessToken::crd(),
+            v1beta1::UserAccessToken::crd(),
+            conversion,
+        ),
+        token_crd(
+            TenantApiToken::crd(),
+            v1beta1::TenantApiToken::crd(),
+            conversion,
+        ),
+        token_crd(
+            TenantAccessToken::crd(),
+            v1beta1::TenantAccessToken::crd(),
+            conversion,
+        ),
     ]
 }
 
-/// All CRDs as one multi-document YAML stream, as written to `crds/`.
-pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+/// CRDs as one multi-document YAML stream, as written to `crds/`.
+pub fn crds_yaml(conversion: Conversion) -> Result<String, serde_yaml::Error> {
     let mut out = String::new();
-    for crd in all_crds() {
+    for crd in crds_with(conversion) {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&crd)?);
     }
@@ -93,7 +119,11 @@ pub fn helm_crds_template() -> Result<String, serde_yaml::Error> {
         // Descriptions show template examples such as {{ clientId }}; Helm must print them.
         let yaml = serde_yaml::to_string(&crd)?.replace("{{", "{{ \"{{\" }}");
         out.push_str("---\n");
-        out.push_str(&yaml.replacen("\nmetadata:\n", CHART_METADATA, 1));
+        out.push_str(&versions::templated(&yaml.replacen(
+            "\nmetadata:\n",
+            CHART_METADATA,
+            1,
+        )));
     }
     out.push_str("{{- end }}\n");
     Ok(out)

@@ -383,3 +383,12 @@ pub(crate) fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::S
         "x-kubernetes-preserve-unknown-fields": true
     })
 }
+
+pub(crate) const POLICY_IMMUTABLE_RULE: &str = "(has(self.managementPolicy) ? self.managementPolicy : 'Manage') == (has(oldSelf.managementPolicy) ? oldSelf.managementPolicy : 'Manage')";
+pub(crate) const POLICY_IMMUTABLE_MESSAGE: &str = "managementPolicy is immutable; to take over an observed token, create a resource with spec.import";
+pub(crate) const NO_JWT_RULE: &str =
+    "!has(self.secret) || !has(self.secret.accessToken) || !self.secret.accessToken.enabled";
+pub(crate) const NO_JWT_MESSAGE: &str =
+    "secret.accessToken applies to API tokens only (UserApiToken, TenantApiToken)";
+pub(crate) const ENVIRONMENT_IMMUTABLE_RULE: &str = "has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)";
+pub(crate) const ENVIRONMENT_IMMUTABLE_MESSAGE: &str = "environmentRef is immutable";

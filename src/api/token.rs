@@ -225,7 +225,7 @@ pub struct RotationSpec {
     validation = Rule::new(POLICY_IMMUTABLE_RULE).message(POLICY_IMMUTABLE_MESSAGE),
     validation = Rule::new("!has(self.expiresInMinutes) || self.expiresInMinutes <= 5256000").message("expiresInMinutes must be between 1 and 5256000 for user API tokens"),
     validation = Rule::new("!has(self.expiresIn) || duration(self.expiresIn) <= duration('87600h')").message("expiresIn must be at most 87600h (5256000 minutes) for user API tokens"),
-    validation = Rule::new("has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)").message("environmentRef is immutable")
+    validation = Rule::new(ENVIRONMENT_IMMUTABLE_RULE).message(ENVIRONMENT_IMMUTABLE_MESSAGE)
 )]
 pub struct UserApiTokenSpec {
     #[serde(flatten)]
@@ -288,7 +288,7 @@ pub struct UserApiTokenSpec {
     validation = Rule::new(TOKEN_ID_ONLY_OBSERVE_RULE).message(TOKEN_ID_ONLY_OBSERVE_MESSAGE),
     validation = Rule::new(POLICY_IMMUTABLE_RULE).message(POLICY_IMMUTABLE_MESSAGE),
     validation = Rule::new(NO_JWT_RULE).message(NO_JWT_MESSAGE),
-    validation = Rule::new("has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)").message("environmentRef is immutable")
+    validation = Rule::new(ENVIRONMENT_IMMUTABLE_RULE).message(ENVIRONMENT_IMMUTABLE_MESSAGE)
 )]
 pub struct UserAccessTokenSpec {
     #[serde(flatten)]
@@ -348,7 +348,7 @@ pub struct UserAccessTokenSpec {
     validation = Rule::new(TOKEN_ID_ONLY_OBSERVE_RULE).message(TOKEN_ID_ONLY_OBSERVE_MESSAGE),
     validation = Rule::new(POLICY_IMMUTABLE_RULE).message(POLICY_IMMUTABLE_MESSAGE),
     validation = Rule::new("has(self.roleIds) != has(self.permissionIds)").message("set exactly one of roleIds and permissionIds"),
-    validation = Rule::new("has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)").message("environmentRef is immutable")
+    validation = Rule::new(ENVIRONMENT_IMMUTABLE_RULE).message(ENVIRONMENT_IMMUTABLE_MESSAGE)
 )]
 pub struct TenantApiTokenSpec {
     #[serde(flatten)]
@@ -412,7 +412,7 @@ pub struct TenantApiTokenSpec {
     validation = Rule::new(TOKEN_ID_ONLY_OBSERVE_RULE).message(TOKEN_ID_ONLY_OBSERVE_MESSAGE),
     validation = Rule::new(POLICY_IMMUTABLE_RULE).message(POLICY_IMMUTABLE_MESSAGE),
     validation = Rule::new(NO_JWT_RULE).message(NO_JWT_MESSAGE),
-    validation = Rule::new("has(self.environmentRef) == has(oldSelf.environmentRef) && (!has(self.environmentRef) || self.environmentRef == oldSelf.environmentRef)").message("environmentRef is immutable")
+    validation = Rule::new(ENVIRONMENT_IMMUTABLE_RULE).message(ENVIRONMENT_IMMUTABLE_MESSAGE)
 )]
 pub struct TenantAccessTokenSpec {
     #[serde(flatten)]
@@ -433,9 +433,3 @@ const TOKEN_ID_ONLY_OBSERVE_RULE: &str =
     "!has(self.tokenId) || (has(self.managementPolicy) && self.managementPolicy == 'Observe')";
 const TOKEN_ID_ONLY_OBSERVE_MESSAGE: &str =
     "spec.tokenId is for managementPolicy Observe; to take over a token, use spec.import";
-const POLICY_IMMUTABLE_RULE: &str = "(has(self.managementPolicy) ? self.managementPolicy : 'Manage') == (has(oldSelf.managementPolicy) ? oldSelf.managementPolicy : 'Manage')";
-const POLICY_IMMUTABLE_MESSAGE: &str = "managementPolicy is immutable; to take over an observed token, create a resource with spec.import";
-const NO_JWT_RULE: &str =
-    "!has(self.secret) || !has(self.secret.accessToken) || !self.secret.accessToken.enabled";
-const NO_JWT_MESSAGE: &str =
-    "secret.accessToken applies to API tokens only (UserApiToken, TenantApiToken)";

@@ -131,10 +131,19 @@ pub async fn client() -> Client {
 }
 
 /// Server-side applies the generated CRDs (idempotent) and waits until they are served.
+/// Installs the CRDs as an operator outside the cluster needs them: `v1alpha1` only, with no
+/// conversion webhook, which no Service would reach (a webhook that cannot be reached stalls
+/// the garbage collector for every kind). A webhook a chart installed before is removed.
 pub async fn install_crds(client: &Client) {
+    use frontegg_token_operator::api::{Conversion, crds_with};
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in frontegg_token_operator::api::all_crds() {
+    for crd in crds_with(Conversion::AlphaOnly) {
         let name = crd.metadata.name.clone().expect("crd name");
+        let no_webhook = json!({"spec": {"conversion": {"strategy": "None", "webhook": null}}});
+        // Absent on a fresh cluster: nothing to remove.
+        let _ = api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&no_webhook))
+            .await;
         api.patch(
             &name,
             &PatchParams::apply("e2e").force(),
