@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help tools build release image crds test lint dev dev-down bench apiserver-profile install-cli
+.PHONY: help tools build release-build release image previous-release crds test lint dev dev-down bench apiserver-profile install-cli
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -19,11 +19,17 @@ tools: ## build/fetch the control plane, the node, promtool, kubectl, helm and t
 build: ## build the binaries (operator, fake, test consumer)
 	cargo build --bins
 
-release: ## the Dockerfile's cargo build (release, locked), without the LTO and size optimisation the shipped image adds
+release-build: ## the Dockerfile's cargo build (release, locked), without the LTO and size optimisation the shipped image adds
 	cargo build --release --locked --bins
 
-image: release ## OCI image archives for the node, without Docker: target/images/*.tar
+release: tools release-build ## the release artifacts, tagged with the version: target/dist/*-<version>.tgz (chart) and .oci.tar (image)
+	hack/release
+
+image: release-build ## OCI image archives for the node, without Docker: target/images/*.tar
 	hack/image/build
+
+previous-release: ## the previous release's chart and image, from git history, for tests/upgrade.rs (cached)
+	hack/previous-release
 
 install-cli: ## install kubectl-frontegg (the `kubectl frontegg` plugin) into ~/.cargo/bin
 	cargo install --locked --path . --bin kubectl-frontegg
@@ -37,7 +43,7 @@ lint: ## formatting and clippy gates
 	cargo fmt --check
 	cargo clippy --all-targets --all-features -- -D warnings
 
-test: tools lint image ## every gate and test: fmt, clippy, unit, CRD drift, client, conformance, e2e, in-cluster
+test: tools lint previous-release image ## every gate and test: fmt, clippy, unit, CRD drift, client, conformance, e2e, in-cluster, upgrade
 	hack/test
 
 dev: tools build $(if $(IN_CLUSTER),image) ## playground: control plane, fake, operator, examples, Secrets (IN_CLUSTER=1: the chart's pod on a node)
@@ -46,7 +52,7 @@ dev: tools build $(if $(IN_CLUSTER),image) ## playground: control plane, fake, o
 dev-down: ## stop the playground
 	hack/dev down
 
-bench: tools release ## benchmarks; writes docs/benchmarks.md
+bench: tools release-build ## benchmarks; writes docs/benchmarks.md
 	hack/bench
 
 apiserver-profile: tools ## where a token's cost goes in the API server (after make bench)

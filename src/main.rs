@@ -269,6 +269,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Kubernetes: {e}"))?;
+    refuse_unreadable_crds(&client).await?;
     let metrics = Arc::new(Metrics::new());
     let installation = installation_id(&client, &args.watch_namespaces).await;
     let mut ctx = context(&args, default_environment, client.clone(), metrics.clone());
@@ -317,6 +318,32 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = task.await;
     }
     result
+}
+
+/// Stops before any reconcile when the CRDs hold objects this release cannot read. Without the
+/// right to read CRDs (RBAC made by hand), says so and goes on.
+async fn refuse_unreadable_crds(client: &kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    for ours in api::all_crds() {
+        let name = ours.metadata.name.unwrap_or_default();
+        match crds.get(&name).await {
+            Ok(crd) => {
+                if let Some(why) = api::versions::unreadable(&crd) {
+                    anyhow::bail!(why);
+                }
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                anyhow::bail!(
+                    "CRD {name} is not installed: install the chart with crds.install, or crds/"
+                )
+            }
+            Err(e) => {
+                tracing::warn!(crd = %name, error = %e, "cannot read the CRD; its stored versions are not checked")
+            }
+        }
+    }
+    Ok(())
 }
 
 fn watch_scope(args: &RunArgs) -> controller::WatchScope {

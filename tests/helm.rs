@@ -168,6 +168,8 @@ async fn install_with_operator(
         "-n",
         &release_ns,
         "--take-ownership",
+        // The CRDs were applied by the test harness (v1alpha1 only): the chart takes them over.
+        "--force-conflicts",
         // This test runs the operator as a local process; the Deployment's pod must not pull
         // an image over the network if a node is running (tests/in_cluster.rs runs the image).
         "--set",

@@ -216,6 +216,8 @@ async fn the_charts_pod_runs_on_a_node_and_a_consumer_survives_rotation() {
         "-n",
         &release_ns,
         "--take-ownership",
+        // The CRDs were applied by the test harness (v1alpha1 only): the chart takes them over.
+        "--force-conflicts",
     ];
     for v in &values {
         args.extend(["--set", v.as_str()]);

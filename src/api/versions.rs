@@ -164,3 +164,73 @@ fn set_storage(out: &mut String) {
         );
     }
 }
+
+/// The versions this release reads and writes.
+pub const KNOWN_VERSIONS: [&str; 2] = ["v1alpha1", "v1beta1"];
+/// The version the operator itself reads and writes.
+pub const OPERATOR_VERSION: &str = "v1alpha1";
+
+/// Why this release cannot run against `crd`, if it cannot: a version stored that it does not
+/// know (a newer release stored it), or the version it reads not served. The message names the
+/// fix.
+pub fn unreadable(crd: &CustomResourceDefinition) -> Option<String> {
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    let stored = crd
+        .status
+        .as_ref()
+        .and_then(|s| s.stored_versions.clone())
+        .unwrap_or_default();
+    if let Some(unknown) = stored
+        .iter()
+        .find(|v| !KNOWN_VERSIONS.contains(&v.as_str()))
+    {
+        return Some(format!(
+            "CRD {name} has objects stored as {unknown}, which this release cannot read: run the release that stores {unknown}, or with it switch storage back and run `kubectl frontegg migrate` before going back to this one (docs/upgrading.md)"
+        ));
+    }
+    let serves = crd
+        .spec
+        .versions
+        .iter()
+        .any(|v| v.name == OPERATOR_VERSION && v.served);
+    (!serves).then(|| {
+        format!(
+            "CRD {name} does not serve {OPERATOR_VERSION}, which this release reads: install this release's CRDs (the chart with crds.install, or crds/)"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn a_crd_storing_an_unknown_version_or_not_serving_ours_is_refused_with_the_fix() {
+        let mut crd = token_crd(
+            crate::api::UserApiToken::crd(),
+            crate::api::v1beta1::UserApiToken::crd(),
+            Conversion::Webhook,
+        );
+        assert_eq!(unreadable(&crd), None, "no status yet");
+        crd.status = Some(Default::default());
+        if let Some(s) = crd.status.as_mut() {
+            s.stored_versions = Some(vec!["v1alpha1".into(), "v1beta1".into()]);
+        }
+        assert_eq!(unreadable(&crd), None);
+        if let Some(s) = crd.status.as_mut() {
+            s.stored_versions = Some(vec!["v1".into()]);
+        }
+        let refused = unreadable(&crd).unwrap_or_default();
+        assert!(refused.contains("stored as v1") && refused.contains("kubectl frontegg migrate"));
+        crd.status = None;
+        for v in &mut crd.spec.versions {
+            v.served = v.name != "v1alpha1";
+        }
+        assert!(
+            unreadable(&crd)
+                .unwrap_or_default()
+                .contains("does not serve v1alpha1")
+        );
+    }
+}

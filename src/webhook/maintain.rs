@@ -134,18 +134,45 @@ impl Maintainer {
                 None => has.clone(),
                 Some(t) => t.into_iter().filter(|c| has.contains(c)).collect(),
             });
-            if ca_bundle_of(&crd) != bundle && webhook_configured(&crd) {
-                let patch = json!({"spec": {"conversion": {"webhook": {"clientConfig": {
-                    "caBundle": ByteString(bundle.as_bytes().to_vec())}}}}});
-                let params = PatchParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..PatchParams::default()
-                };
-                api.patch(name, &params, &Patch::Merge(&patch)).await?;
+            if !names_our_service(&crd, &self.options) {
+                tracing::warn!(
+                    crd = name,
+                    "the CRD's conversion does not name this installation's Service; its CA bundle is left alone"
+                );
+                continue;
+            }
+            if ca_bundle_of(&crd) != bundle {
+                let params = PatchParams::apply(FIELD_MANAGER).force();
+                let patch = self.conversion(name, bundle);
+                api.patch(name, &params, &Patch::Apply(&patch)).await?;
                 tracing::info!(crd = name, "conversion webhook CA bundle updated");
             }
         }
         Ok(trusted.unwrap_or_default())
+    }
+
+    /// The whole conversion stanza, applied as ours: the chart writes the same Service, and
+    /// because both own it, a rollback to a chart without it (0.1) leaves a valid stanza
+    /// behind instead of a lone caBundle the API server refuses.
+    fn conversion(&self, name: &str, bundle: &str) -> serde_json::Value {
+        use crate::api::versions::{CONVERSION_PATH, CONVERSION_PORT};
+        json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": name},
+            "spec": {"conversion": {"strategy": "Webhook", "webhook": {
+                "conversionReviewVersions": ["v1"],
+                "clientConfig": {
+                    "service": {
+                        "namespace": self.options.namespace,
+                        "name": self.options.service,
+                        "path": CONVERSION_PATH,
+                        "port": CONVERSION_PORT,
+                    },
+                    "caBundle": ByteString(bundle.as_bytes().to_vec()),
+                },
+            }}},
+        })
     }
 
     /// Serves a certificate from the current CA once the CRDs have trusted it since an earlier
@@ -218,13 +245,18 @@ fn ca_bundle_of(crd: &CustomResourceDefinition) -> String {
         .unwrap_or_default()
 }
 
-/// Only a CRD whose conversion is the webhook gets a bundle: one installed without it (the
-/// chart's `conversion.webhook: false`) stays as it is.
-fn webhook_configured(crd: &CustomResourceDefinition) -> bool {
-    crd.spec
-        .conversion
-        .as_ref()
-        .is_some_and(|c| c.strategy == "Webhook")
+/// Only a CRD whose conversion is the webhook at our Service gets a bundle: one installed
+/// without it (the chart's `conversion.webhook: false`) stays as it is, and so does one that
+/// names another installation's Service, which two installations would otherwise take from
+/// each other every round.
+fn names_our_service(crd: &CustomResourceDefinition, options: &Options) -> bool {
+    let conversion = crd.spec.conversion.as_ref();
+    let service = conversion
+        .and_then(|c| c.webhook.as_ref())
+        .and_then(|w| w.client_config.as_ref())
+        .and_then(|c| c.service.as_ref());
+    conversion.is_some_and(|c| c.strategy == "Webhook")
+        && service.is_some_and(|s| s.namespace == options.namespace && s.name == options.service)
 }
 
 fn read_ca(secret: &Secret) -> Option<(Ca, Vec<String>)> {

@@ -265,7 +265,7 @@ impl Fake {
         fake
     }
 
-    async fn get(&self, path: &str) -> Value {
+    pub async fn get(&self, path: &str) -> Value {
         self.http
             .get(format!("{}{path}", self.url))
             .send()

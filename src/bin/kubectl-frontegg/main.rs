@@ -22,6 +22,7 @@
 mod check;
 mod inspect;
 mod kinds;
+mod migrate;
 mod rotate;
 mod status;
 
@@ -92,6 +93,9 @@ enum Command {
         #[command(subcommand)]
         what: CheckWhat,
     },
+    /// After switching storage (chart value crds.storageVersion): rewrite every stored object
+    /// in the storage version and trim the CRDs' status.storedVersions.
+    Migrate,
     /// The CLI's version.
     Version,
     /// A completion script for your shell, e.g. `kubectl-frontegg completions bash`.
@@ -195,11 +199,7 @@ async fn run(cli: &Cli, client: &kube::Client) -> Result<Done, String> {
             selector,
         } => {
             let scope = (!all_namespaces).then_some(namespace.as_str());
-            let rows = status::rows(client, scope, selector.as_deref())
-                .await
-                .map_err(|e| e.to_string())?;
-            let ok = rows.iter().all(|r| r.ready == "True");
-            done(status::table(&rows, *all_namespaces), &rows, ok)
+            status_all(client, scope, selector.as_deref()).await
         }
         Command::Rotate {
             resource,
@@ -237,8 +237,24 @@ async fn run(cli: &Cli, client: &kube::Client) -> Result<Done, String> {
             let ok = c.ready == "True" && c.credentials_problems.is_empty();
             done(check::describe(&c), &c, ok)
         }
+        Command::Migrate => {
+            let migrated = migrate::all(client).await?;
+            done(migrate::describe(&migrated), &migrated, true)
+        }
         Command::Version | Command::Completions { .. } => done(String::new(), &(), true),
     }
+}
+
+async fn status_all(
+    client: &kube::Client,
+    scope: Option<&str>,
+    selector: Option<&str>,
+) -> Result<Done, String> {
+    let rows = status::rows(client, scope, selector)
+        .await
+        .map_err(|e| e.to_string())?;
+    let ok = rows.iter().all(|r| r.ready == "True");
+    done(status::table(&rows, scope.is_none()), &rows, ok)
 }
 
 async fn status_one(

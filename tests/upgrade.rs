@@ -1,0 +1,807 @@
+//! Upgrades and rollbacks on the real control plane and node. The previous release
+//! (hack/previous-release: its chart and its image, built from git history) holds tokens of all
+//! four kinds: one mid-rotation, one observed, one imported, one in a namespaced environment.
+//! `helm upgrade` to this tree, `helm rollback`, and forward again must leave every remote
+//! token, Secret byte and scheduled revocation as it was, while the conversion webhook keeps
+//! answering through a leader's loss and a CA rotation. Prints the matrix docs/reliability.md
+//! keeps.
+//!
+//! One test: it owns the cluster-scoped CRDs while it runs. `hack/test` builds the previous
+//! release and imports its image; run alone, it needs `hack/previous-release`,
+//! `hack/control-plane up --node`, `hack/node up target/images/*.tar
+//! target/previous/images/operator.tar` and FTO_TEST_KUBECONFIG.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
+use serde_json::{Value, json};
+use support::*;
+
+const CHART: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/charts/frontegg-token-operator"
+);
+const PREVIOUS_CHART: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/target/previous/src/charts/frontegg-token-operator"
+);
+const NODE: &str = "fto-node";
+const ALPHA: &str = "tokens.frontegg-operator.io/v1alpha1";
+const BETA: &str = "tokens.frontegg-operator.io/v1beta1";
+const TENANT: &str = "t-up";
+/// The rotated token's grace period: long enough to cross the upgrade, short enough to end
+/// within the test.
+const GRACE_SECONDS: u64 = 150;
+
+/// The tokens the previous release holds: (plural, name).
+const TOKENS: [(&str, &str); 5] = [
+    ("userapitokens", "rotating"),
+    ("useraccesstokens", "observed"),
+    ("tenantapitokens", "imported"),
+    ("tenantaccesstokens", "namespaced"),
+    ("userapitokens", "plain"),
+];
+
+struct Cluster {
+    client: kube::Client,
+    fake: Fake,
+    release: String,
+    release_ns: String,
+    ns: String,
+    ip: String,
+}
+
+impl Cluster {
+    /// The same values for every release: the previous chart ignores what it does not know
+    /// only if it is not given, so the new chart's own keys come from its defaults.
+    fn values(&self) -> Vec<String> {
+        vec![
+            "replicas=2".into(),
+            "defaultEnvironment.create=true".into(),
+            format!("defaultEnvironment.name={}", self.release),
+            format!("defaultEnvironment.baseUrl={}", self.fake.url),
+            format!("defaultEnvironment.clientId={}", self.fake.client_id),
+            format!("defaultEnvironment.secret={}", self.fake.secret),
+            format!("defaultEnvironment.allowedNamespaces.names={{{}}}", self.ns),
+            format!("watchNamespaces={{{}}}", self.ns),
+            format!(
+                "operator.clusterEnvironmentSelector=app.kubernetes.io/instance={}",
+                self.release
+            ),
+            format!("allowedBaseUrls={{http://{}:*}}", self.ip),
+            "operator.minReissueInterval=1s".into(),
+            "operator.resyncPeriod=10s".into(),
+            "collectLeakedTokens=true".into(),
+            "image.repository=fto.local/frontegg-token-operator".into(),
+            "image.pullPolicy=Never".into(),
+        ]
+    }
+
+    fn helm(&self, verb: &str, chart: &str, tag: &str, extra: &[&str]) {
+        let mut args: Vec<String> = vec![
+            verb.into(),
+            self.release.clone(),
+            chart.into(),
+            "-n".into(),
+            self.release_ns.clone(),
+            "--wait".into(),
+            "--timeout".into(),
+            "180s".into(),
+        ];
+        for v in self
+            .values()
+            .into_iter()
+            .chain([format!("image.tag={tag}")])
+            .chain(extra.iter().map(|s| s.to_string()))
+        {
+            args.extend(["--set".into(), v]);
+        }
+        if verb == "install" {
+            // The CRDs were applied by the test harness: the previous chart takes them over.
+            // Upgrades and rollbacks never force: a conflict there would be a user's too.
+            args.extend(["--take-ownership".into(), "--force-conflicts".into()]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out, err) = helm_run(&refs);
+        assert!(ok, "helm {verb}: {out}{err}");
+    }
+
+    fn fullname(&self) -> String {
+        format!("{}-frontegg-token-operator", self.release)
+    }
+}
+
+async fn node_ip(client: &kube::Client) -> String {
+    let node = Api::<Node>::all(client.clone())
+        .get_opt(NODE)
+        .await
+        .expect("get node")
+        .unwrap_or_else(|| panic!("no node {NODE}: run hack/test"));
+    node.status
+        .and_then(|s| s.addresses)
+        .into_iter()
+        .flatten()
+        .find(|a| a.type_ == "InternalIP")
+        .map(|a| a.address)
+        .expect("node InternalIP")
+}
+
+fn manifest(kind: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": ALPHA, "kind": kind, "metadata": {"name": name}, "spec": spec})
+}
+
+fn is_ready(obj: &Value) -> bool {
+    condition(obj, "Ready").is_some_and(|c| c["status"] == "True")
+        && obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+}
+
+/// What must not change across an upgrade or a rollback.
+#[derive(Debug, PartialEq)]
+struct Held {
+    /// Each token's current remote token.
+    current: BTreeMap<String, Value>,
+    /// Each Secret the tokens own, byte for byte.
+    secrets: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+}
+
+async fn held(c: &Cluster) -> Held {
+    let mut current = BTreeMap::new();
+    let mut secrets = BTreeMap::new();
+    let api: Api<Secret> = Api::namespaced(c.client.clone(), &c.ns);
+    for (plural, name) in TOKENS {
+        let obj = get_custom(&c.client, &c.ns, plural, name)
+            .await
+            .expect("token");
+        let key = format!("{plural}/{name}");
+        current.insert(key.clone(), obj["status"]["current"]["id"].clone());
+        if let Some(secret) = api.get_opt(name).await.expect("get secret") {
+            let data = secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            secrets.insert(key, data);
+        }
+    }
+    Held { current, secrets }
+}
+
+async fn all_ready(c: &Cluster, what: &str) {
+    wait_for(Duration::from_secs(120), what, || async {
+        for (plural, name) in TOKENS {
+            let obj = get_custom(&c.client, &c.ns, plural, name).await?;
+            if !is_ready(&obj) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
+/// Creates and deletes of remote tokens the fake has served (authentication aside).
+async fn remote_writes(fake: &Fake) -> (u64, u64) {
+    let stats = fake.get("/_admin/stats").await;
+    let calls = stats["calls"].as_object().cloned().unwrap_or_default();
+    let count = |method: &str| {
+        calls
+            .iter()
+            .filter(|(k, _)| k.starts_with(method) && k.contains("tokens"))
+            .map(|(_, v)| v.as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    (count("POST "), count("DELETE "))
+}
+
+/// Lists every token kind as `v1beta1` every 100 ms, which the API server can only answer
+/// through the webhook, and counts the failures, until stopped.
+struct ConversionProbe {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    last_error: Arc<std::sync::Mutex<String>>,
+}
+
+impl ConversionProbe {
+    fn start(client: &kube::Client, ns: &str) -> ConversionProbe {
+        let probe = ConversionProbe {
+            stop: Arc::new(AtomicBool::new(false)),
+            ok: Arc::new(AtomicU64::new(0)),
+            failed: Arc::new(AtomicU64::new(0)),
+            last_error: Arc::new(std::sync::Mutex::new(String::new())),
+        };
+        let (stop, ok, failed, last) = (
+            probe.stop.clone(),
+            probe.ok.clone(),
+            probe.failed.clone(),
+            probe.last_error.clone(),
+        );
+        let apis: Vec<Api<DynamicObject>> = ["UserApiToken", "UserAccessToken", "TenantApiToken"]
+            .iter()
+            .map(|kind| {
+                let gvk = GroupVersionKind::gvk("tokens.frontegg-operator.io", "v1beta1", kind);
+                let resource = ApiResource::from_gvk(&gvk);
+                Api::namespaced_with(client.clone(), ns, &resource)
+            })
+            .collect();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                for api in &apis {
+                    match api.list(&ListParams::default()).await {
+                        Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
+                        Err(e) => {
+                            *last.lock().expect("lock") = e.to_string();
+                            failed.fetch_add(1, Ordering::SeqCst)
+                        }
+                    };
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        probe
+    }
+
+    /// (answered, failed, the last failure) so far; stops the probe.
+    fn finish(self) -> (u64, u64, String) {
+        self.stop.store(true, Ordering::SeqCst);
+        let last = self.last_error.lock().expect("lock").clone();
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+            last,
+        )
+    }
+}
+
+async fn ready_pods(c: &Cluster) -> Vec<String> {
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.release_ns);
+    let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={}", c.release));
+    pods.list(&lp)
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .filter_map(|p| p.metadata.name)
+        .collect()
+}
+
+async fn two_ready_pods(c: &Cluster) {
+    wait_for(
+        Duration::from_secs(120),
+        "two ready operator pods",
+        || async { (ready_pods(c).await.len() == 2).then_some(()) },
+    )
+    .await;
+}
+
+/// Kills the leader's pod (a graceful delete) while the probe converts; returns what the
+/// probe saw.
+async fn kill_the_leader(c: &Cluster) -> (u64, u64, String) {
+    let leases: Api<Lease> = Api::namespaced(c.client.clone(), &c.release_ns);
+    let leader = wait_for(Duration::from_secs(60), "a leader", || async {
+        leases
+            .get_opt(&c.fullname())
+            .await
+            .ok()??
+            .spec?
+            .holder_identity
+            .filter(|h| !h.is_empty())
+    })
+    .await;
+    two_ready_pods(c).await;
+    let probe = ConversionProbe::start(&c.client, &c.ns);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.release_ns);
+    pods.delete(&leader, &DeleteParams::default())
+        .await
+        .expect("delete the leader's pod");
+    wait_for(Duration::from_secs(120), "the leader pod gone", || async {
+        pods.get_opt(&leader)
+            .await
+            .ok()
+            .map(|p| p.is_none())
+            .filter(|gone| *gone)
+    })
+    .await;
+    two_ready_pods(c).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    probe.finish()
+}
+
+/// Deletes the webhook's CA Secret, which makes the replicas rotate to a new CA, and probes
+/// conversion until both serve certificates from it.
+async fn rotate_the_ca(c: &Cluster) -> (u64, u64, String) {
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), &c.release_ns);
+    let ca_name = format!("{}-conversion-ca", c.fullname());
+    let old = secrets.get(&ca_name).await.expect("the CA Secret");
+    let old_ca = old.data.expect("data")["ca.crt"].0.clone();
+    let probe = ConversionProbe::start(&c.client, &c.ns);
+    secrets
+        .delete(&ca_name, &DeleteParams::default())
+        .await
+        .expect("delete the CA Secret");
+    let new_ca = wait_for(Duration::from_secs(60), "a new CA", || async {
+        let s = secrets.get_opt(&ca_name).await.ok()??;
+        let ca = s.data?.get("ca.crt")?.0.clone();
+        (ca != old_ca).then_some(ca)
+    })
+    .await;
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
+    wait_for(
+        Duration::from_secs(60),
+        "the CRDs trusting both CAs",
+        || async {
+            let crd = crds
+                .get("userapitokens.tokens.frontegg-operator.io")
+                .await
+                .ok()?;
+            let bundle = crd.spec.conversion?.webhook?.client_config?.ca_bundle?.0;
+            let text = String::from_utf8_lossy(&bundle).to_string();
+            (text.contains(String::from_utf8_lossy(&new_ca).trim())
+                && text.contains(String::from_utf8_lossy(&old_ca).trim()))
+            .then_some(())
+        },
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(90),
+        "every replica serving a certificate from the new CA",
+        || async { serving_from(c, &new_ca).await.then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    probe.finish()
+}
+
+/// Whether every ready pod's webhook certificate verifies against `ca` alone.
+async fn serving_from(c: &Cluster, ca: &[u8]) -> bool {
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.release_ns);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_path = dir.path().join("ca.crt");
+    std::fs::write(&ca_path, ca).expect("write ca");
+    for name in ready_pods(c).await {
+        let Some(ip) = pods.get(&name).await.ok().and_then(|p| p.status?.pod_ip) else {
+            return false;
+        };
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "openssl s_client -connect {ip}:9443 -CAfile {} -verify_return_error </dev/null 2>&1",
+                ca_path.display()
+            ))
+            .output()
+            .expect("openssl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !text.contains("Verify return code: 0 (ok)") {
+            return false;
+        }
+    }
+    true
+}
+
+fn kubectl_ok(args: &[&str], stdin: Option<&str>) -> String {
+    let (ok, out, err) = kubectl_run(args, stdin);
+    assert!(ok, "kubectl {args:?}: {err}");
+    out
+}
+
+fn get_raw(path: &str) -> Value {
+    serde_json::from_str(&kubectl_ok(&["get", "--raw", path], None)).expect("json")
+}
+
+/// A replaced token waiting for its grace period to end.
+struct Pending {
+    id: String,
+    not_before: jiff::Timestamp,
+}
+
+/// The previous release's tokens: every kind, one mid-rotation, one observed, one imported,
+/// one through a namespaced environment. Returns the rotated-out token.
+async fn tokens_of_every_kind(c: &Cluster) -> Pending {
+    let apply = |m: Value| {
+        let mut m = m;
+        m["metadata"]["namespace"] = json!(c.ns);
+        let client = c.client.clone();
+        async move { apply_yaml(&client, &m.to_string()).await }
+    };
+    apply(manifest(
+        "UserApiToken",
+        "plain",
+        json!({"tenantId": TENANT, "userId": "u-plain", "expiresInMinutes": 1440}),
+    ))
+    .await;
+    apply(manifest(
+        "UserApiToken",
+        "rotating",
+        json!({"tenantId": TENANT, "userId": "u-rot", "renewBefore": "1h", "expiresIn": "24h",
+               "rotation": {"gracePeriod": format!("{GRACE_SECONDS}s")}}),
+    ))
+    .await;
+    let observed = c
+        .fake
+        .create_remote(
+            "/resources/users/access-tokens/v1",
+            TENANT,
+            Some("u-obs"),
+            json!({"description": "made in the portal", "expiresInMinutes": 600}),
+        )
+        .await;
+    apply(manifest(
+        "UserAccessToken",
+        "observed",
+        json!({"tenantId": TENANT, "userId": "u-obs", "managementPolicy": "Observe",
+               "tokenId": observed["id"]}),
+    ))
+    .await;
+    let portal = c
+        .fake
+        .create_remote(
+            "/resources/tenants/api-tokens/v2",
+            TENANT,
+            None,
+            json!({"description": "made in the portal", "roleIds": ["viewer"]}),
+        )
+        .await;
+    apply(
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "portal"},
+        "stringData": {"value": portal["secret"]}}),
+    )
+    .await;
+    apply(manifest(
+        "TenantApiToken",
+        "imported",
+        json!({"tenantId": TENANT, "description": "made in the portal", "roleIds": ["viewer"],
+               "import": {"tokenId": portal["clientId"],
+                          "secretRef": {"name": "portal", "key": "value"}}}),
+    ))
+    .await;
+    apply(
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "local-creds",
+            "labels": {"tokens.frontegg-operator.io/credentials": "true"}},
+        "stringData": {"clientId": c.fake.client_id, "secret": c.fake.secret}}),
+    )
+    .await;
+    apply(json!({"apiVersion": ALPHA, "kind": "FronteggEnvironment",
+        "metadata": {"name": "local"},
+        "spec": {"baseUrl": c.fake.url, "credentialsSecretRef": {"name": "local-creds"}}}))
+    .await;
+    apply(manifest(
+        "TenantAccessToken",
+        "namespaced",
+        json!({"tenantId": TENANT, "roleIds": ["viewer"], "expiresIn": "24h",
+               "environmentRef": {"kind": "FronteggEnvironment", "name": "local"}}),
+    ))
+    .await;
+    all_ready(c, "the previous release's tokens Ready").await;
+    rotate(c).await
+}
+
+/// Rotates `rotating`: its old token waits in pendingRevocations for the grace period.
+async fn rotate(c: &Cluster) -> Pending {
+    let before = get_custom(&c.client, &c.ns, "userapitokens", "rotating")
+        .await
+        .expect("rotating");
+    let old = before["status"]["current"]["id"].clone();
+    kubectl_ok(
+        &[
+            "-n",
+            &c.ns,
+            "annotate",
+            "userapitoken",
+            "rotating",
+            "tokens.frontegg-operator.io/rotate=1",
+        ],
+        None,
+    );
+    wait_for(Duration::from_secs(60), "the rotation", || async {
+        let obj = get_custom(&c.client, &c.ns, "userapitokens", "rotating").await?;
+        let pending = obj["status"]["pendingRevocations"]
+            .as_array()?
+            .first()?
+            .clone();
+        let ready = is_ready(&obj) && obj["status"]["current"]["id"] != old && pending["id"] == old;
+        Some(Pending {
+            id: pending["id"].as_str()?.to_string(),
+            not_before: pending["notBefore"].as_str()?.parse().ok()?,
+        })
+        .filter(|_| ready)
+    })
+    .await
+}
+
+/// The checks that hold after every step: Ready, nothing created or deleted, every Secret
+/// byte-identical, nothing reported leaked. Returns a matrix row.
+/// `pending` is the rotated-out token: once its grace period has ended it is revoked, whichever
+/// release runs then, and that one delete is expected.
+async fn unchanged(
+    c: &Cluster,
+    step: &str,
+    before: &Held,
+    writes: (u64, u64),
+    pending: &Pending,
+) -> Vec<String> {
+    all_ready(c, &format!("{step}: every token Ready")).await;
+    // Two resyncs: every token passes at least once, leak detection lists every group.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    all_ready(c, &format!("{step}: every token still Ready")).await;
+    let after = held(c).await;
+    assert_eq!(&after, before, "{step}: a token or a Secret changed");
+    let revoked = c.fake.token(&pending.id).await.is_none();
+    assert!(
+        !revoked || jiff::Timestamp::now() >= pending.not_before,
+        "{step}: revoked before its grace period ended"
+    );
+    let expected = (writes.0, writes.1 + u64::from(revoked));
+    let now = remote_writes(&c.fake).await;
+    assert_eq!(now, expected, "{step}: remote creates/deletes");
+    let environment = get_custom_cluster(&c.client, &c.release).await;
+    let leaked = environment["status"]["leakedTokens"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(leaked, 0, "{step}: leaked tokens {environment}");
+    let revocation = if revoked {
+        " (+1: the grace period ended)"
+    } else {
+        ""
+    };
+    vec![
+        step.to_string(),
+        format!("{} Ready", after.current.len()),
+        format!(
+            "{} / {}{revocation}",
+            now.0.saturating_sub(writes.0),
+            now.1.saturating_sub(writes.1)
+        ),
+        format!("{} identical", after.secrets.len()),
+        leaked.to_string(),
+    ]
+}
+
+async fn get_custom_cluster(client: &kube::Client, name: &str) -> Value {
+    let gvk = GroupVersionKind::gvk(
+        "tokens.frontegg-operator.io",
+        "v1alpha1",
+        "ClusterFronteggEnvironment",
+    );
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
+    serde_json::to_value(api.get(name).await.expect("environment")).expect("json")
+}
+
+/// A `v1alpha1` manifest still applies, and reads back as `v1beta1` with the new fields.
+async fn alpha_manifests_still_apply(c: &Cluster, name: &str) {
+    let alpha = json!({"apiVersion": ALPHA, "kind": "UserAccessToken",
+        "metadata": {"name": name, "namespace": c.ns},
+        "spec": {"tenantId": TENANT, "userId": format!("u-{name}"), "expiresInMinutes": 90,
+                 "renewBefore": "30m"}});
+    kubectl_ok(&["apply", "-f", "-"], Some(&alpha.to_string()));
+    wait_for(
+        Duration::from_secs(60),
+        "the v1alpha1 token Ready",
+        || async {
+            is_ready(&get_custom(&c.client, &c.ns, "useraccesstokens", name).await?).then_some(())
+        },
+    )
+    .await;
+    let beta = get_raw(&format!(
+        "/apis/{BETA}/namespaces/{}/useraccesstokens/{name}",
+        c.ns
+    ));
+    assert_eq!(beta["spec"]["expiresIn"], "90m", "{beta}");
+    assert_eq!(beta["spec"]["rotation"]["renewBefore"], "30m", "{beta}");
+    assert!(beta["spec"].get("expiresInMinutes").is_none());
+    assert!(
+        beta["status"]["internal"]["settledAttempt"].is_string(),
+        "{beta}"
+    );
+    assert!(beta["status"].get("settledAttempt").is_none());
+}
+
+/// The CRDs as a cluster that installed the previous release with Helm has them: the test
+/// harness's own field owners dropped, so that a conflict later is one a user would meet too.
+async fn helm_alone_owns_the_crds(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in frontegg_token_operator::api::all_crds() {
+        let name = crd.metadata.name.expect("name");
+        let current = crds.get(&name).await.expect("crd");
+        let helm: Vec<_> = current
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.manager.as_deref() == Some("helm"))
+            .collect();
+        assert!(!helm.is_empty(), "{name}: helm owns nothing");
+        let patch = json!({"metadata": {"managedFields": helm}});
+        crds.patch(&name, &Default::default(), &kube::api::Patch::Merge(&patch))
+            .await
+            .expect("drop the harness's field owners");
+    }
+}
+
+fn matrix_row(cells: &[&str]) -> String {
+    format!("| {} |", cells.join(" | "))
+}
+
+#[tokio::test]
+async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
+    let client = client().await;
+    // From the CRDs as the other tests leave them; the previous chart takes them over.
+    install_crds(&client).await;
+    let ip = node_ip(&client).await;
+    let id = uuid_like()[..6].to_string();
+    let c = Cluster {
+        fake: Fake::start_on(&ip, &[]).await,
+        release: format!("up-{id}"),
+        release_ns: format!("up-rel-{id}"),
+        ns: format!("up-app-{id}"),
+        ip,
+        client,
+    };
+    for n in [&c.release_ns, &c.ns] {
+        create_namespace(&c.client, n).await;
+    }
+    let mut matrix = vec![
+        matrix_row(&[
+            "step",
+            "tokens",
+            "remote creates / deletes",
+            "Secrets",
+            "leaked",
+            "conversions answered / failed",
+        ]),
+        matrix_row(&["---"; 6]),
+    ];
+
+    // The previous release, with tokens of every kind; one rotation mid-grace.
+    c.helm("install", PREVIOUS_CHART, "previous", &[]);
+    helm_alone_owns_the_crds(&c.client).await;
+    let pending = tokens_of_every_kind(&c).await;
+    let before = held(&c).await;
+    let writes = remote_writes(&c.fake).await;
+
+    // Upgrade: nothing a token holds changes, and conversion survives the leader's loss.
+    c.helm("upgrade", CHART, "dev", &[]);
+    two_ready_pods(&c).await;
+    let mut row = unchanged(&c, "upgrade to this tree", &before, writes, &pending).await;
+    let (ok, failed, last) = kill_the_leader(&c).await;
+    assert_eq!(
+        failed, 0,
+        "conversions failed while the leader died: {last}"
+    );
+    assert!(ok > 0);
+    row.push(format!("{ok} / {failed} (leader killed)"));
+    matrix.push(matrix_row(
+        &row.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    alpha_manifests_still_apply(&c, "applied-after-upgrade").await;
+    let writes = (remote_writes(&c.fake).await.0, writes.1);
+
+    // Rollback to the previous release: the same.
+    let (ok_rb, out, err) = helm_run(&[
+        "rollback",
+        &c.release,
+        "1",
+        "-n",
+        &c.release_ns,
+        "--wait",
+        "--timeout",
+        "180s",
+    ]);
+    assert!(ok_rb, "helm rollback: {out}{err}");
+    two_ready_pods(&c).await;
+    let mut row = unchanged(
+        &c,
+        "rollback to the previous release",
+        &before,
+        writes,
+        &pending,
+    )
+    .await;
+    row.push("- (v1alpha1 only)".into());
+    matrix.push(matrix_row(
+        &row.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+
+    // Forward again, then a CA rotation under load.
+    c.helm("upgrade", CHART, "dev", &[]);
+    two_ready_pods(&c).await;
+    let mut row = unchanged(&c, "forward again", &before, writes, &pending).await;
+    let (ok, failed, last) = rotate_the_ca(&c).await;
+    assert_eq!(
+        failed, 0,
+        "conversions failed during the CA rotation: {last}"
+    );
+    row.push(format!("{ok} / {failed} (CA rotated)"));
+    matrix.push(matrix_row(
+        &row.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+
+    // The storage switch, then `kubectl frontegg migrate`: every object is stored as v1beta1
+    // and nothing a token holds changes.
+    c.helm("upgrade", CHART, "dev", &["crds.storageVersion=v1beta1"]);
+    two_ready_pods(&c).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-frontegg"))
+        .arg("migrate")
+        .env("KUBECONFIG", kubeconfig())
+        .output()
+        .expect("run kubectl-frontegg migrate");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "migrate: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("rewritten by this command"), "{text}");
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
+    for crd in frontegg_token_operator::api::all_crds() {
+        let name = crd.metadata.name.expect("name");
+        let stored = crds
+            .get(&name)
+            .await
+            .expect("crd")
+            .status
+            .and_then(|s| s.stored_versions);
+        assert_eq!(stored, Some(vec!["v1beta1".to_string()]), "{name}");
+    }
+    let mut row = unchanged(&c, "storage v1beta1, migrated", &before, writes, &pending).await;
+    row.push("- (stored as v1beta1)".into());
+    matrix.push(matrix_row(
+        &row.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+
+    // The grace period ends: the old token is revoked then, and not before.
+    wait_for(
+        Duration::from_secs(GRACE_SECONDS + 60),
+        "the pending revocation done after its grace period",
+        || async { c.fake.token(&pending.id).await.is_none().then_some(()) },
+    )
+    .await;
+    assert!(jiff::Timestamp::now() >= pending.not_before);
+    assert_eq!(remote_writes(&c.fake).await, (writes.0, writes.1 + 1));
+    println!("\nupgrade matrix:\n{}\n", matrix.join("\n"));
+
+    // Delete the tokens while the operator runs, so that no later test meets them.
+    for (plural, name) in TOKENS {
+        let _ = kubectl_run(&["-n", &c.ns, "delete", plural, name, "--wait=false"], None);
+    }
+    let _ = kubectl_run(
+        &[
+            "-n",
+            &c.ns,
+            "delete",
+            "useraccesstoken",
+            "applied-after-upgrade",
+            "--wait=false",
+        ],
+        None,
+    );
+    wait_for(Duration::from_secs(90), "the tokens deleted", || async {
+        for (plural, name) in TOKENS {
+            get_custom(&c.client, &c.ns, plural, name)
+                .await
+                .is_none()
+                .then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+    let (ok, out, err) = helm_run(&["uninstall", &c.release, "-n", &c.release_ns, "--wait"]);
+    assert!(ok, "helm uninstall: {out}{err}");
+}
