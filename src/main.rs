@@ -96,6 +96,10 @@ struct RunArgs {
     /// Namespace the operator runs in; ClusterFronteggEnvironment credentials are read here.
     #[arg(long, env = "POD_NAMESPACE", default_value = "frontegg-token-operator")]
     operator_namespace: String,
+    /// The chart's default ClusterFronteggEnvironment, as JSON: applied at start, owned by the
+    /// operator from the chart's values (not a Helm hook, which upgrades would recreate).
+    #[arg(long, env = "DEFAULT_ENVIRONMENT_MANIFEST")]
+    default_environment_manifest: Option<String>,
     /// Environment used by tokens without spec.environmentRef, as Kind/name.
     #[arg(
         long,
@@ -269,7 +273,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach Kubernetes: {e}"))?;
-    refuse_unreadable_crds(&client).await?;
+    prepare_cluster(&client, &args).await?;
     let metrics = Arc::new(Metrics::new());
     let installation = installation_id(&client, &args.watch_namespaces).await;
     let mut ctx = context(&args, default_environment, client.clone(), metrics.clone());
@@ -318,6 +322,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = task.await;
     }
     result
+}
+
+/// Before any reconcile: the CRDs are ones this release can read, and the chart's default
+/// environment is as its values say.
+async fn prepare_cluster(client: &kube::Client, args: &RunArgs) -> anyhow::Result<()> {
+    refuse_unreadable_crds(client).await?;
+    if let Some(manifest) = &args.default_environment_manifest {
+        let name = controller::environment::chart_default::own(client, manifest)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        tracing::info!(environment = %name, "the chart's default environment is applied");
+    }
+    Ok(())
 }
 
 /// Stops before any reconcile when the CRDs hold objects this release cannot read. Without the

@@ -116,7 +116,24 @@ async fn every_command_reports_known_states_with_exit_codes_and_never_a_secret()
     env.apply(&token("waiting", ok.clone(), json!({}))).await;
     env.wait_ready("userapitokens", "waiting", "True", None)
         .await;
-    cli(&env, &["rotate", "userapitoken/waiting"]);
+    // --wait says why it waits and until when, instead of going quiet for the interval.
+    let (code, _, err) = cli(
+        &env,
+        &[
+            "rotate",
+            "userapitoken/waiting",
+            "--wait",
+            "--timeout",
+            "5s",
+        ],
+    );
+    assert_eq!(code, 1, "the rotation waits an hour: {err}");
+    assert!(
+        err.contains("UserApiToken/")
+            && err.contains("waiting: token ")
+            && err.contains("min-reissue-interval"),
+        "{err}"
+    );
     wait_for(
         Duration::from_secs(30),
         "the Rotating condition",
@@ -252,6 +269,30 @@ async fn every_command_reports_known_states_with_exit_codes_and_never_a_secret()
     assert_eq!(check["ready"], "True");
     assert_eq!(check["credentialsProblems"], json!([]));
     assert_eq!(check["inUse"], true, "tokens hold it");
+    // The guard rails in text read as sentences, not JSON.
+    let (_, text, _) = run(&[
+        "check",
+        "environment",
+        &env.env_name,
+        "--operator-namespace",
+        &env.ns,
+    ]);
+    assert!(
+        text.contains(&format!("Namespaces:  names: {}", env.ns)),
+        "{text}"
+    );
+    assert!(!text.contains('{') && !text.contains('"'), "{text}");
+    // An empty namespace says so, as kubectl does.
+    let empty = Command::new(env!("CARGO_BIN_EXE_kubectl-frontegg"))
+        .args(["status", "-n", "kube-public"])
+        .env("KUBECONFIG", kubeconfig())
+        .output()
+        .expect("run kubectl-frontegg");
+    assert_eq!(empty.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&empty.stdout).trim(),
+        "No token resources found in kube-public namespace."
+    );
 
     // Errors: exit 2, with a message.
     let (code, _, err) = run(&["status", "userapitoken/missing"]);

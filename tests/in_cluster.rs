@@ -446,13 +446,15 @@ async fn the_charts_pod_runs_on_a_node_and_a_consumer_survives_rotation() {
     assert_eq!(fake.tokens().await.len(), 4, "uninstall revokes nothing");
 
     // Tokens without their operator keep their finalizer; release them so the namespace goes.
+    // With no operator, nothing converts: v1alpha1, the stored version, is named explicitly.
     for (plural, name) in plurals {
+        let resource = format!("{plural}.v1alpha1.tokens.frontegg-operator.io");
         let (ok, _, err) = kubectl_run(
             &[
                 "-n",
                 &ns,
                 "patch",
-                plural,
+                &resource,
                 name,
                 "--type=merge",
                 "-p",

@@ -635,6 +635,40 @@ async fn helm_alone_owns_the_crds(client: &kube::Client) {
     }
 }
 
+/// The chart's default environment: its UID, whether the in-use finalizer holds it, and
+/// whether it is still a Helm hook.
+async fn default_environment(c: &Cluster) -> (String, bool, bool) {
+    let env = get_custom_cluster(&c.client, &c.release).await;
+    let uid = env["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let protected = env["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|f| f == "tokens.frontegg-operator.io/in-use"));
+    let hook = env["metadata"]["annotations"]
+        .as_object()
+        .is_some_and(|a| a.contains_key("helm.sh/hook"));
+    (uid, protected, hook)
+}
+
+/// The default environment is the one the previous release made (same UID), no longer a Helm
+/// hook, and protected. Returns the matrix cell.
+async fn default_environment_kept(c: &Cluster, step: &str, uid: &str) -> String {
+    let (now, _, hook) = wait_for(
+        Duration::from_secs(60),
+        &format!("{step}: the default environment protected"),
+        || async {
+            let seen = default_environment(c).await;
+            seen.1.then_some(seen)
+        },
+    )
+    .await;
+    assert_eq!(now, uid, "{step}: the default environment was recreated");
+    assert!(!hook, "{step}: still a Helm hook");
+    "same UID, protected".into()
+}
+
 fn matrix_row(cells: &[&str]) -> String {
     format!("| {} |", cells.join(" | "))
 }
@@ -664,15 +698,22 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
             "remote creates / deletes",
             "Secrets",
             "leaked",
+            "default environment",
             "conversions answered / failed",
         ]),
-        matrix_row(&["---"; 6]),
+        matrix_row(&["---"; 7]),
     ];
 
     // The previous release, with tokens of every kind; one rotation mid-grace.
     c.helm("install", PREVIOUS_CHART, "previous", &[]);
     helm_alone_owns_the_crds(&c.client).await;
     let pending = tokens_of_every_kind(&c).await;
+    // 0.1 made it a Helm hook, which carried no finalizer.
+    let (env_uid, protected, hook) = default_environment(&c).await;
+    assert!(
+        hook && !protected,
+        "the previous release's hook environment"
+    );
     let before = held(&c).await;
     let writes = remote_writes(&c.fake).await;
 
@@ -680,6 +721,7 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
     c.helm("upgrade", CHART, "dev", &[]);
     two_ready_pods(&c).await;
     let mut row = unchanged(&c, "upgrade to this tree", &before, writes, &pending).await;
+    row.push(default_environment_kept(&c, "upgrade to this tree", &env_uid).await);
     let (ok, failed, last) = kill_the_leader(&c).await;
     assert_eq!(
         failed, 0,
@@ -714,6 +756,7 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
         &pending,
     )
     .await;
+    row.push(default_environment_kept(&c, "rollback to the previous release", &env_uid).await);
     row.push("- (v1alpha1 only)".into());
     matrix.push(matrix_row(
         &row.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -723,6 +766,7 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
     c.helm("upgrade", CHART, "dev", &[]);
     two_ready_pods(&c).await;
     let mut row = unchanged(&c, "forward again", &before, writes, &pending).await;
+    row.push(default_environment_kept(&c, "forward again", &env_uid).await);
     let (ok, failed, last) = rotate_the_ca(&c).await;
     assert_eq!(
         failed, 0,
@@ -761,6 +805,7 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
         assert_eq!(stored, Some(vec!["v1beta1".to_string()]), "{name}");
     }
     let mut row = unchanged(&c, "storage v1beta1, migrated", &before, writes, &pending).await;
+    row.push(default_environment_kept(&c, "storage v1beta1, migrated", &env_uid).await);
     row.push("- (stored as v1beta1)".into());
     matrix.push(matrix_row(
         &row.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -775,7 +820,24 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
     .await;
     assert!(jiff::Timestamp::now() >= pending.not_before);
     assert_eq!(remote_writes(&c.fake).await, (writes.0, writes.1 + 1));
-    println!("\nupgrade matrix:\n{}\n", matrix.join("\n"));
+    let table = matrix.join("\n");
+    println!("\nupgrade matrix:\n{table}\n");
+    std::fs::create_dir_all(format!("{REPO}/target")).expect("target dir");
+    std::fs::write(format!("{REPO}/target/upgrade-matrix.md"), &table).expect("write the matrix");
+
+    // Its protection holds: a deletion waits for the tokens issued through it.
+    kubectl_ok(
+        &[
+            "delete",
+            "clusterfronteggenvironment",
+            &c.release,
+            "--wait=false",
+        ],
+        None,
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let env = get_custom_cluster(&c.client, &c.release).await;
+    assert!(env["metadata"]["deletionTimestamp"].is_string(), "{env}");
 
     // Delete the tokens while the operator runs, so that no later test meets them.
     for (plural, name) in TOKENS {
@@ -801,6 +863,15 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
         }
         Some(())
     })
+    .await;
+    wait_for(
+        Duration::from_secs(60),
+        "the default environment released once its tokens are gone",
+        || async {
+            let (ok, _, _) = kubectl_run(&["get", "clusterfronteggenvironment", &c.release], None);
+            (!ok).then_some(())
+        },
+    )
     .await;
     let (ok, out, err) = helm_run(&["uninstall", &c.release, "-n", &c.release_ns, "--wait"]);
     assert!(ok, "helm uninstall: {out}{err}");

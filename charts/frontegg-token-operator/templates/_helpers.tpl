@@ -74,3 +74,33 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   resources: [deployments, statefulsets, daemonsets]
   verbs: [patch]
 {{- end -}}
+
+{{/* The default ClusterFronteggEnvironment the operator applies from the values. */}}
+{{- define "fto.defaultEnvironmentManifest" -}}
+{{- $env := .Values.defaultEnvironment -}}
+apiVersion: tokens.frontegg-operator.io/v1alpha1
+kind: ClusterFronteggEnvironment
+metadata:
+  name: {{ $env.name }}
+  labels: {{- include "fto.labels" . | nindent 4 }}
+spec:
+  {{- if $env.baseUrl }}
+  baseUrl: {{ $env.baseUrl | quote }}
+  {{- else }}
+  region: {{ $env.region }}
+  {{- end }}
+  credentialsSecretRef:
+    name: {{ include "fto.credentialsSecretName" . }}
+  {{- with $env.environmentId }}
+  environmentId: {{ . | quote }}
+  {{- end }}
+  rateLimit: {{- toYaml $env.rateLimit | nindent 4 }}
+  allowedNamespaces:
+    {{- with $env.allowedNamespaces.names }}
+    names: {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with $env.allowedNamespaces.selector }}
+    selector: {{- toYaml . | nindent 6 }}
+    {{- end }}
+  allowedTenants: {{- toYaml $env.allowedTenants | nindent 4 }}
+{{- end -}}

@@ -192,10 +192,54 @@ pub fn describe(c: &Check) -> String {
     ] {
         if let Some(v) = v {
             out.push_str(&format!(
-                "  {label}:{}{v}\n",
-                " ".repeat(12usize.saturating_sub(label.len()))
+                "  {label}:{}{}\n",
+                " ".repeat(12usize.saturating_sub(label.len())),
+                readable(v)
             ));
         }
     }
     out
+}
+
+/// A spec value as a line a person reads: lists joined with commas, maps as `key: value`
+/// pairs, label maps as `key=value`. `-o json` keeps the value as written.
+fn readable(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.is_empty() => "(none)".into(),
+        Value::Array(items) => items.iter().map(readable).collect::<Vec<_>>().join(", "),
+        Value::Object(map) if map.is_empty() => "(none)".into(),
+        Value::Object(map) if map.values().all(Value::is_string) => map
+            .iter()
+            .map(|(k, v)| format!("{k}={}", readable(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", readable(v)))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn guard_rails_read_as_sentences_not_json() {
+        let namespaces = json!({"names": ["team-a", "team-b"],
+            "selector": {"matchLabels": {"tier": "prod"}}});
+        assert_eq!(
+            readable(&namespaces),
+            "names: team-a, team-b; selector: matchLabels: tier=prod"
+        );
+        assert_eq!(readable(&json!(["*"])), "*");
+        assert_eq!(
+            readable(&json!({"maxLifetime": "720h", "roles": []})),
+            "maxLifetime: 720h; roles: (none)"
+        );
+    }
 }

@@ -254,7 +254,13 @@ async fn status_all(
         .await
         .map_err(|e| e.to_string())?;
     let ok = rows.iter().all(|r| r.ready == "True");
-    done(status::table(&rows, scope.is_none()), &rows, ok)
+    // As kubectl says it, rather than a bare header.
+    let text = match scope {
+        _ if !rows.is_empty() => status::table(&rows, scope.is_none()),
+        Some(ns) => format!("No token resources found in {ns} namespace."),
+        None => "No token resources found.".into(),
+    };
+    done(text, &rows, ok)
 }
 
 async fn status_one(

@@ -57,12 +57,46 @@ fn label(t: &Target) -> String {
 }
 
 /// What one look at the resource says: `Some` once it finished, one way or the other.
-async fn look(client: &kube::Client, target: &Target, value: &str) -> Option<Outcome> {
-    let obj: DynamicObject = kinds::api(client, &target.kind, Some(&target.namespace))
+/// Where a resource stands: done (rotated or failed), or still waiting, with the `Rotating`
+/// condition's message when the operator said why and until when.
+enum Seen {
+    Done(Outcome),
+    Waiting(Option<String>),
+}
+
+async fn look(client: &kube::Client, target: &Target, value: &str) -> Seen {
+    let obj: Option<DynamicObject> = kinds::api(client, &target.kind, Some(&target.namespace))
         .get_opt(&target.name)
         .await
-        .ok()??;
-    let row = status::row(&target.kind, &obj);
+        .ok()
+        .flatten();
+    let Some(obj) = obj else {
+        return Seen::Waiting(None);
+    };
+    match settled(client, target, value, &obj).await {
+        Some(outcome) => Seen::Done(outcome),
+        None => Seen::Waiting(scheduled(&obj)),
+    }
+}
+
+/// The `Rotating` condition's message while a replacement waits for --min-reissue-interval.
+fn scheduled(obj: &DynamicObject) -> Option<String> {
+    let conditions = obj.data.pointer("/status/conditions")?.as_array()?;
+    conditions
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("Rotating"))
+        .filter(|c| c.get("status").and_then(Value::as_str) == Some("True"))
+        .and_then(|c| c.get("message").and_then(Value::as_str))
+        .map(str::to_string)
+}
+
+async fn settled(
+    client: &kube::Client,
+    target: &Target,
+    value: &str,
+    obj: &DynamicObject,
+) -> Option<Outcome> {
+    let row = status::row(&target.kind, obj);
     let handled = obj
         .data
         .pointer("/status/handledRotationRequest")
@@ -109,8 +143,19 @@ async fn secret_holds(client: &kube::Client, namespace: &str, name: &str, id: &s
         .is_some_and(|v| v.0 == id.as_bytes())
 }
 
+fn report(outcome: &Outcome) {
+    match &outcome.reason {
+        None => eprintln!(
+            "{}: rotated, token {} is in the Secret",
+            outcome.resource,
+            outcome.new_token_id.as_deref().unwrap_or("-")
+        ),
+        Some(why) => eprintln!("{}: failed: {why}", outcome.resource),
+    }
+}
+
 /// Follows every target until it rotated, failed or `timeout` passed; a progress line per
-/// resource on stderr.
+/// resource on stderr, and one when the operator says a rotation waits and until when.
 pub async fn wait(
     client: &kube::Client,
     targets: &[Target],
@@ -121,21 +166,23 @@ pub async fn wait(
         .checked_add(timeout)
         .unwrap_or_else(Instant::now);
     let mut done: Vec<Option<Outcome>> = targets.iter().map(|_| None).collect();
+    let mut said: Vec<Option<String>> = targets.iter().map(|_| None).collect();
     while Instant::now() < deadline && done.iter().any(Option::is_none) {
-        for (target, slot) in targets.iter().zip(done.iter_mut()) {
+        for ((target, slot), said) in targets.iter().zip(done.iter_mut()).zip(said.iter_mut()) {
             if slot.is_some() {
                 continue;
             }
-            if let Some(outcome) = look(client, target, value).await {
-                match &outcome.reason {
-                    None => eprintln!(
-                        "{}: rotated, token {} is in the Secret",
-                        outcome.resource,
-                        outcome.new_token_id.as_deref().unwrap_or("-")
-                    ),
-                    Some(why) => eprintln!("{}: failed: {why}", outcome.resource),
+            match look(client, target, value).await {
+                Seen::Done(outcome) => {
+                    report(&outcome);
+                    *slot = Some(outcome);
                 }
-                *slot = Some(outcome);
+                // Once per new reason: a wait of minutes must not look like a hang.
+                Seen::Waiting(Some(why)) if said.as_ref() != Some(&why) => {
+                    eprintln!("{}: waiting: {why}", label(target));
+                    *said = Some(why);
+                }
+                Seen::Waiting(_) => {}
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -9,6 +9,7 @@
 //! May use: `runtime`, `kinds`, `steps::journal` (what a token holds), `crate::api`,
 //! `crate::identity`, `crate::metrics`.
 
+pub mod chart_default;
 pub mod credentials;
 pub mod health;
 pub mod leaks;
