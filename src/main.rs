@@ -48,6 +48,10 @@ enum Command {
         /// the cluster, which no Service reaches (benchmarks, profiles).
         #[arg(long, conflicts_with_all = ["helm", "reference"])]
         without_webhook: bool,
+        /// Name the webhook by this URL instead of the Service: for an operator run outside
+        /// the cluster with --conversion-url (make dev).
+        #[arg(long, conflicts_with_all = ["helm", "reference", "without_webhook"])]
+        conversion_url: Option<String>,
     },
 }
 
@@ -63,6 +67,10 @@ struct ConversionArgs {
     /// Serve the conversion webhook (HTTPS) on this address, on every replica.
     #[arg(long, env = "CONVERSION_WEBHOOK_ADDR")]
     conversion_webhook_addr: Option<SocketAddr>,
+    /// The URL the CRDs' conversion names instead of a Service, for an operator outside the
+    /// cluster that the API server reaches directly (make dev): https://HOST:PORT/convert.
+    #[arg(long, env = "CONVERSION_URL")]
+    conversion_url: Option<String>,
     /// The Service in the operator's namespace that the CRDs' conversion names.
     #[arg(long, env = "CONVERSION_SERVICE", default_value = api::versions::DEFAULT_SERVICE)]
     conversion_service: String,
@@ -198,13 +206,16 @@ fn main() -> ExitCode {
         Command::Crd {
             helm,
             without_webhook,
+            conversion_url,
             ..
         } => match if helm {
             api::helm_crds_template()
         } else if without_webhook {
-            api::crds_yaml(api::Conversion::AlphaOnly)
+            api::crds_yaml(&api::Conversion::AlphaOnly)
+        } else if let Some(url) = conversion_url {
+            api::crds_yaml(&api::Conversion::Url(url))
         } else {
-            api::crds_yaml(api::Conversion::Webhook)
+            api::crds_yaml(&api::Conversion::Webhook)
         } {
             Ok(yaml) => {
                 print!("{yaml}");
@@ -389,6 +400,7 @@ fn start_webhook(
         addr,
         namespace: args.operator_namespace.clone(),
         service: conversion.conversion_service.clone(),
+        url: conversion.conversion_url.clone(),
         ca_secret: conversion.conversion_ca_secret.clone(),
         ca_lifetime: conversion.conversion_ca_lifetime,
         cert_lifetime: conversion.conversion_cert_lifetime,

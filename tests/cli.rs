@@ -278,7 +278,7 @@ async fn every_command_reports_known_states_with_exit_codes_and_never_a_secret()
         &env.ns,
     ]);
     assert!(
-        text.contains(&format!("Namespaces:  names: {}", env.ns)),
+        text.contains(&format!("Namespaces:   names: {}", env.ns)),
         "{text}"
     );
     assert!(!text.contains('{') && !text.contains('"'), "{text}");

@@ -4,7 +4,7 @@
 #[test]
 fn crds_directory_matches_the_generated_crds() {
     let generated =
-        frontegg_token_operator::api::crds_yaml(frontegg_token_operator::api::Conversion::Webhook)
+        frontegg_token_operator::api::crds_yaml(&frontegg_token_operator::api::Conversion::Webhook)
             .expect("render CRDs");
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -15,14 +15,14 @@ const GROUP: &str = "tokens.frontegg-operator.io/v1alpha1";
 
 fn example(file: &str) -> Value {
     let text = std::fs::read_to_string(format!("{REPO}/examples/{file}")).expect("example");
-    serde_yaml::from_str(&text).expect("yaml")
+    as_v1alpha1(serde_yaml::from_str(&text).expect("yaml"))
 }
 
 /// The documents of a multi-document example.
 fn example_documents(file: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(format!("{REPO}/examples/{file}")).expect("example");
     serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("yaml document"))
+        .map(|d| as_v1alpha1(serde::Deserialize::deserialize(d).expect("yaml document")))
         .collect()
 }
 

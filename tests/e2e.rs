@@ -11,8 +11,11 @@ use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::*;
 
+/// An example, as JSON in the version the harness's CRDs serve.
 fn example(file: &str) -> String {
-    std::fs::read_to_string(format!("{REPO}/examples/{file}")).expect("example")
+    let text = std::fs::read_to_string(format!("{REPO}/examples/{file}")).expect("example");
+    let manifest: Value = serde_yaml::from_str(&text).expect("yaml");
+    as_v1alpha1(manifest).to_string()
 }
 
 /// Applies an example, waits for Ready=True and returns the issued token id.

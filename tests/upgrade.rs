@@ -263,6 +263,39 @@ impl ConversionProbe {
     }
 }
 
+/// What the API server's audit log (hack/control-plane, with --node) says of the `v1beta1`
+/// lists in `namespace` since `since`: (answered, failed), by response code.
+fn audited(namespace: &str, since: jiff::Timestamp) -> (u64, u64) {
+    let path = kubeconfig().with_file_name("audit.log");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (a control plane without the audit log?)",
+            path.display()
+        )
+    });
+    let mut seen = (0, 0);
+    for event in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    {
+        let at: Option<jiff::Timestamp> = event["requestReceivedTimestamp"]
+            .as_str()
+            .and_then(|t| t.parse().ok());
+        let ours = event["objectRef"]["apiVersion"] == "v1beta1"
+            && event["objectRef"]["namespace"] == namespace
+            && event["stage"] == "ResponseComplete"
+            && at.is_some_and(|t| t >= since);
+        if ours {
+            if event["responseStatus"]["code"] == 200 {
+                seen.0 += 1;
+            } else {
+                seen.1 += 1;
+            }
+        }
+    }
+    seen
+}
+
 async fn ready_pods(c: &Cluster) -> Vec<String> {
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.release_ns);
     let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={}", c.release));
@@ -292,8 +325,8 @@ async fn two_ready_pods(c: &Cluster) {
 }
 
 /// Kills the leader's pod (a graceful delete) while the probe converts; returns what the
-/// probe saw.
-async fn kill_the_leader(c: &Cluster) -> (u64, u64, String) {
+/// probe saw, and what the audit log says of it.
+async fn kill_the_leader(c: &Cluster) -> ((u64, u64, String), (u64, u64)) {
     let leases: Api<Lease> = Api::namespaced(c.client.clone(), &c.release_ns);
     let leader = wait_for(Duration::from_secs(60), "a leader", || async {
         leases
@@ -306,6 +339,7 @@ async fn kill_the_leader(c: &Cluster) -> (u64, u64, String) {
     })
     .await;
     two_ready_pods(c).await;
+    let since = jiff::Timestamp::now();
     let probe = ConversionProbe::start(&c.client, &c.ns);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.release_ns);
@@ -322,16 +356,19 @@ async fn kill_the_leader(c: &Cluster) -> (u64, u64, String) {
     .await;
     two_ready_pods(c).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    probe.finish()
+    let seen = probe.finish();
+    (seen, audited(&c.ns, since))
 }
 
 /// Deletes the webhook's CA Secret, which makes the replicas rotate to a new CA, and probes
-/// conversion until both serve certificates from it.
-async fn rotate_the_ca(c: &Cluster) -> (u64, u64, String) {
+/// conversion until both serve certificates from it; returns what the probe saw, and what the
+/// audit log says of it.
+async fn rotate_the_ca(c: &Cluster) -> ((u64, u64, String), (u64, u64)) {
     let secrets: Api<Secret> = Api::namespaced(c.client.clone(), &c.release_ns);
     let ca_name = format!("{}-conversion-ca", c.fullname());
     let old = secrets.get(&ca_name).await.expect("the CA Secret");
     let old_ca = old.data.expect("data")["ca.crt"].0.clone();
+    let since = jiff::Timestamp::now();
     let probe = ConversionProbe::start(&c.client, &c.ns);
     secrets
         .delete(&ca_name, &DeleteParams::default())
@@ -367,7 +404,8 @@ async fn rotate_the_ca(c: &Cluster) -> (u64, u64, String) {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    probe.finish()
+    let seen = probe.finish();
+    (seen, audited(&c.ns, since))
 }
 
 /// Whether every ready pod's webhook certificate verifies against `ca` alone.
@@ -669,6 +707,59 @@ async fn default_environment_kept(c: &Cluster, step: &str, uid: &str) -> String 
     "same UID, protected".into()
 }
 
+/// A `v1beta1` example applies through the webhook and issues, and reads back as `v1alpha1`.
+async fn beta_examples_apply(c: &Cluster) {
+    let text = std::fs::read_to_string(format!("{REPO}/examples/tenant-access-token.yaml"))
+        .expect("example");
+    assert!(text.contains(BETA), "the example is v1beta1");
+    kubectl_ok(&["-n", &c.ns, "apply", "-f", "-"], Some(&text));
+    wait_for(
+        Duration::from_secs(60),
+        "the v1beta1 example Ready",
+        || async {
+            is_ready(&get_custom(&c.client, &c.ns, "tenantaccesstokens", "reporting").await?)
+                .then_some(())
+        },
+    )
+    .await;
+    let alpha = get_raw(&format!(
+        "/apis/{ALPHA}/namespaces/{}/tenantaccesstokens/reporting",
+        c.ns
+    ));
+    assert_eq!(alpha["spec"]["roleIds"], json!(["role-reports"]), "{alpha}");
+}
+
+/// `kubectl frontegg migrate`; returns what it printed.
+fn migrate() -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-frontegg"))
+        .arg("migrate")
+        .env("KUBECONFIG", kubeconfig())
+        .output()
+        .expect("run kubectl-frontegg migrate");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "migrate: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// Every CRD lists `version` alone in `status.storedVersions`.
+async fn assert_stored(c: &Cluster, version: &str) {
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
+    for crd in frontegg_token_operator::api::all_crds() {
+        let name = crd.metadata.name.expect("name");
+        let stored = crds
+            .get(&name)
+            .await
+            .expect("crd")
+            .status
+            .and_then(|s| s.stored_versions);
+        assert_eq!(stored, Some(vec![version.to_string()]), "{name}");
+    }
+}
+
 fn matrix_row(cells: &[&str]) -> String {
     format!("| {} |", cells.join(" | "))
 }
@@ -722,17 +813,25 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
     two_ready_pods(&c).await;
     let mut row = unchanged(&c, "upgrade to this tree", &before, writes, &pending).await;
     row.push(default_environment_kept(&c, "upgrade to this tree", &env_uid).await);
-    let (ok, failed, last) = kill_the_leader(&c).await;
+    let ((ok, failed, last), (logged, logged_failed)) = kill_the_leader(&c).await;
     assert_eq!(
         failed, 0,
         "conversions failed while the leader died: {last}"
     );
     assert!(ok > 0);
-    row.push(format!("{ok} / {failed} (leader killed)"));
+    assert_eq!(logged_failed, 0, "failed lists in the audit log");
+    assert!(
+        logged >= ok,
+        "the audit log has every list ({logged} < {ok})"
+    );
+    row.push(format!(
+        "{ok} / {failed}; audit log {logged} / {logged_failed} (leader killed)"
+    ));
     matrix.push(matrix_row(
         &row.iter().map(String::as_str).collect::<Vec<_>>(),
     ));
     alpha_manifests_still_apply(&c, "applied-after-upgrade").await;
+    beta_examples_apply(&c).await;
     let writes = (remote_writes(&c.fake).await.0, writes.1);
 
     // Rollback to the previous release: the same.
@@ -767,12 +866,19 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
     two_ready_pods(&c).await;
     let mut row = unchanged(&c, "forward again", &before, writes, &pending).await;
     row.push(default_environment_kept(&c, "forward again", &env_uid).await);
-    let (ok, failed, last) = rotate_the_ca(&c).await;
+    let ((ok, failed, last), (logged, logged_failed)) = rotate_the_ca(&c).await;
     assert_eq!(
         failed, 0,
         "conversions failed during the CA rotation: {last}"
     );
-    row.push(format!("{ok} / {failed} (CA rotated)"));
+    assert_eq!(logged_failed, 0, "failed lists in the audit log");
+    assert!(
+        logged >= ok,
+        "the audit log has every list ({logged} < {ok})"
+    );
+    row.push(format!(
+        "{ok} / {failed}; audit log {logged} / {logged_failed} (CA rotated)"
+    ));
     matrix.push(matrix_row(
         &row.iter().map(String::as_str).collect::<Vec<_>>(),
     ));
@@ -781,29 +887,9 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
     // and nothing a token holds changes.
     c.helm("upgrade", CHART, "dev", &["crds.storageVersion=v1beta1"]);
     two_ready_pods(&c).await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-frontegg"))
-        .arg("migrate")
-        .env("KUBECONFIG", kubeconfig())
-        .output()
-        .expect("run kubectl-frontegg migrate");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "migrate: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = migrate();
     assert!(text.contains("rewritten by this command"), "{text}");
-    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
-    for crd in frontegg_token_operator::api::all_crds() {
-        let name = crd.metadata.name.expect("name");
-        let stored = crds
-            .get(&name)
-            .await
-            .expect("crd")
-            .status
-            .and_then(|s| s.stored_versions);
-        assert_eq!(stored, Some(vec!["v1beta1".to_string()]), "{name}");
-    }
+    assert_stored(&c, "v1beta1").await;
     let mut row = unchanged(&c, "storage v1beta1, migrated", &before, writes, &pending).await;
     row.push(default_environment_kept(&c, "storage v1beta1, migrated", &env_uid).await);
     row.push("- (stored as v1beta1)".into());
@@ -854,6 +940,17 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
         ],
         None,
     );
+    let _ = kubectl_run(
+        &[
+            "-n",
+            &c.ns,
+            "delete",
+            "tenantaccesstoken",
+            "reporting",
+            "--wait=false",
+        ],
+        None,
+    );
     wait_for(Duration::from_secs(90), "the tokens deleted", || async {
         for (plural, name) in TOKENS {
             get_custom(&c.client, &c.ns, plural, name)
@@ -873,6 +970,12 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
         },
     )
     .await;
+    // And back: storage switched to v1alpha1 again and migrated, which leaves the CRDs as
+    // the next run's previous release can take them (0.1 knows no v1beta1).
+    c.helm("upgrade", CHART, "dev", &["crds.storageVersion=v1alpha1"]);
+    let text = migrate();
+    assert!(text.contains("rewritten by this command"), "{text}");
+    assert_stored(&c, "v1alpha1").await;
     let (ok, out, err) = helm_run(&["uninstall", &c.release, "-n", &c.release_ns, "--wait"]);
     assert!(ok, "helm uninstall: {out}{err}");
 }

@@ -61,12 +61,12 @@ pub const JOURNAL_ANNOTATION: &str = "tokens.frontegg-operator.io/issue-journal"
 
 /// Every CRD the operator serves, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    crds_with(Conversion::Webhook)
+    crds_with(&Conversion::Webhook)
 }
 
 /// The CRDs with conversion as given (`Conversion::AlphaOnly` for an operator that no
 /// Service reaches).
-pub fn crds_with(conversion: Conversion) -> Vec<CustomResourceDefinition> {
+pub fn crds_with(conversion: &Conversion) -> Vec<CustomResourceDefinition> {
     vec![
         environment_crd(FronteggEnvironment::crd()),
         environment_crd(ClusterFronteggEnvironment::crd()),
@@ -94,7 +94,7 @@ pub fn crds_with(conversion: Conversion) -> Vec<CustomResourceDefinition> {
 }
 
 /// CRDs as one multi-document YAML stream, as written to `crds/`.
-pub fn crds_yaml(conversion: Conversion) -> Result<String, serde_yaml::Error> {
+pub fn crds_yaml(conversion: &Conversion) -> Result<String, serde_yaml::Error> {
     let mut out = String::new();
     for crd in crds_with(conversion) {
         out.push_str("---\n");

@@ -21,10 +21,13 @@ pub const DEFAULT_NAMESPACE: &str = "frontegg-token-operator";
 pub const DEFAULT_SERVICE: &str = "frontegg-token-operator-conversion";
 
 /// How a CRD converts between its versions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Conversion {
     /// Through the operator's webhook at the default Service.
     Webhook,
+    /// Through the operator's webhook at this URL: an operator outside the cluster that the
+    /// API server reaches directly (`make dev`).
+    Url(String),
     /// No webhook: only `v1alpha1` is served, and nothing needs converting. For running the
     /// operator outside the cluster (tests, benchmarks), where no Service reaches it.
     AlphaOnly,
@@ -34,11 +37,12 @@ pub enum Conversion {
 pub fn token_crd(
     alpha: CustomResourceDefinition,
     beta: CustomResourceDefinition,
-    conversion: Conversion,
+    conversion: &Conversion,
 ) -> CustomResourceDefinition {
     let mut crd = merged(alpha, beta);
     match conversion {
-        Conversion::Webhook => crd.spec.conversion = Some(webhook(None)),
+        Conversion::Webhook => crd.spec.conversion = Some(webhook(None, None)),
+        Conversion::Url(url) => crd.spec.conversion = Some(webhook(None, Some(url))),
         Conversion::AlphaOnly => serve_alpha_only(&mut crd),
     }
     crd
@@ -81,21 +85,23 @@ fn serve_alpha_only(crd: &mut CustomResourceDefinition) {
     crd.spec.conversion = None;
 }
 
-/// The webhook conversion stanza, with `ca_bundle` when known.
-pub fn webhook(ca_bundle: Option<Vec<u8>>) -> CustomResourceConversion {
+/// The webhook conversion stanza: at the default Service, or at `url`; with `ca_bundle` when
+/// known.
+pub fn webhook(ca_bundle: Option<Vec<u8>>, url: Option<&str>) -> CustomResourceConversion {
+    let service = ServiceReference {
+        namespace: DEFAULT_NAMESPACE.into(),
+        name: DEFAULT_SERVICE.into(),
+        path: Some(CONVERSION_PATH.into()),
+        port: Some(CONVERSION_PORT),
+    };
     CustomResourceConversion {
         strategy: "Webhook".into(),
         webhook: Some(WebhookConversion {
             conversion_review_versions: vec!["v1".into()],
             client_config: Some(WebhookClientConfig {
-                service: Some(ServiceReference {
-                    namespace: DEFAULT_NAMESPACE.into(),
-                    name: DEFAULT_SERVICE.into(),
-                    path: Some(CONVERSION_PATH.into()),
-                    port: Some(CONVERSION_PORT),
-                }),
+                service: url.is_none().then_some(service),
                 ca_bundle: ca_bundle.map(k8s_openapi::ByteString),
-                url: None,
+                url: url.map(str::to_string),
             }),
         }),
     }
@@ -210,7 +216,7 @@ mod tests {
         let mut crd = token_crd(
             crate::api::UserApiToken::crd(),
             crate::api::v1beta1::UserApiToken::crd(),
-            Conversion::Webhook,
+            &Conversion::Webhook,
         );
         assert_eq!(unreadable(&crd), None, "no status yet");
         crd.status = Some(Default::default());

@@ -156,21 +156,26 @@ impl Maintainer {
     /// behind instead of a lone caBundle the API server refuses.
     fn conversion(&self, name: &str, bundle: &str) -> serde_json::Value {
         use crate::api::versions::{CONVERSION_PATH, CONVERSION_PORT};
+        let ca_bundle = ByteString(bundle.as_bytes().to_vec());
+        let client_config = match &self.options.url {
+            Some(url) => json!({ "url": url, "caBundle": ca_bundle }),
+            None => json!({
+                "service": {
+                    "namespace": self.options.namespace,
+                    "name": self.options.service,
+                    "path": CONVERSION_PATH,
+                    "port": CONVERSION_PORT,
+                },
+                "caBundle": ca_bundle,
+            }),
+        };
         json!({
             "apiVersion": "apiextensions.k8s.io/v1",
             "kind": "CustomResourceDefinition",
             "metadata": {"name": name},
             "spec": {"conversion": {"strategy": "Webhook", "webhook": {
                 "conversionReviewVersions": ["v1"],
-                "clientConfig": {
-                    "service": {
-                        "namespace": self.options.namespace,
-                        "name": self.options.service,
-                        "path": CONVERSION_PATH,
-                        "port": CONVERSION_PORT,
-                    },
-                    "caBundle": ByteString(bundle.as_bytes().to_vec()),
-                },
+                "clientConfig": client_config,
             }}},
         })
     }
@@ -251,12 +256,16 @@ fn ca_bundle_of(crd: &CustomResourceDefinition) -> String {
 /// each other every round.
 fn names_our_service(crd: &CustomResourceDefinition, options: &Options) -> bool {
     let conversion = crd.spec.conversion.as_ref();
-    let service = conversion
+    let config = conversion
         .and_then(|c| c.webhook.as_ref())
-        .and_then(|w| w.client_config.as_ref())
-        .and_then(|c| c.service.as_ref());
-    conversion.is_some_and(|c| c.strategy == "Webhook")
-        && service.is_some_and(|s| s.namespace == options.namespace && s.name == options.service)
+        .and_then(|w| w.client_config.as_ref());
+    let ours = match &options.url {
+        Some(url) => config.and_then(|c| c.url.as_ref()) == Some(url),
+        None => config
+            .and_then(|c| c.service.as_ref())
+            .is_some_and(|s| s.namespace == options.namespace && s.name == options.service),
+    };
+    conversion.is_some_and(|c| c.strategy == "Webhook") && ours
 }
 
 fn read_ca(secret: &Secret) -> Option<(Ca, Vec<String>)> {

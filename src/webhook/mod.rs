@@ -28,16 +28,66 @@ pub struct Options {
     pub namespace: String,
     /// The Service the CRDs name.
     pub service: String,
+    /// Or the URL they name instead (an operator outside the cluster).
+    pub url: Option<String>,
     pub ca_secret: String,
     pub ca_lifetime: Duration,
     pub cert_lifetime: Duration,
 }
 
 impl Options {
-    /// The names the API server dials the Service by.
+    /// The names the API server dials: the URL's host, or the Service's.
     pub fn names(&self) -> Vec<String> {
+        if let Some(host) = self.url.as_deref().and_then(url_host) {
+            return vec![host];
+        }
         let base = format!("{}.{}.svc", self.service, self.namespace);
         vec![base.clone(), format!("{base}.cluster.local")]
+    }
+}
+
+/// The host of `https://HOST[:PORT]/path` (an IPv6 host in brackets loses them).
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("https://")?;
+    let authority = rest.split('/').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.split(':').next()?,
+    };
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_certificate_names_the_host_the_api_server_dials() {
+        let options = |url: Option<&str>| Options {
+            addr: ([127, 0, 0, 1], 9443).into(),
+            namespace: "ns".into(),
+            service: "svc".into(),
+            url: url.map(str::to_string),
+            ca_secret: "ca".into(),
+            ca_lifetime: Duration::from_secs(60),
+            cert_lifetime: Duration::from_secs(60),
+        };
+        assert_eq!(
+            options(None).names(),
+            vec!["svc.ns.svc", "svc.ns.svc.cluster.local"]
+        );
+        assert_eq!(
+            options(Some("https://127.0.0.1:9443/convert")).names(),
+            vec!["127.0.0.1"]
+        );
+        assert_eq!(
+            options(Some("https://[::1]:9443/convert")).names(),
+            vec!["::1"]
+        );
+        assert_eq!(
+            options(Some("https://dev.local/convert")).names(),
+            vec!["dev.local"]
+        );
     }
 }
 

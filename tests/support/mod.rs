@@ -137,7 +137,7 @@ pub async fn client() -> Client {
 pub async fn install_crds(client: &Client) {
     use frontegg_token_operator::api::{Conversion, crds_with};
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in crds_with(Conversion::AlphaOnly) {
+    for crd in crds_with(&Conversion::AlphaOnly) {
         let name = crd.metadata.name.clone().expect("crd name");
         let no_webhook = json!({"spec": {"conversion": {"strategy": "None", "webhook": null}}});
         // Absent on a fresh cluster: nothing to remove.
@@ -169,6 +169,18 @@ pub async fn install_crds(client: &Client) {
             },
         )
         .await;
+    }
+}
+
+/// A manifest as the harness's CRDs take it: they serve `v1alpha1` alone (`install_crds`), so
+/// a `v1beta1` one (the examples) goes through the operator's own conversion first, the one
+/// the webhook serves (tests/upgrade.rs applies a `v1beta1` example through the webhook).
+pub fn as_v1alpha1(manifest: Value) -> Value {
+    use frontegg_token_operator::api::convert::{V1ALPHA1, V1BETA1, convert};
+    if manifest["apiVersion"] == V1BETA1 {
+        convert(manifest, V1ALPHA1).expect("a v1beta1 manifest converts")
+    } else {
+        manifest
     }
 }
 

@@ -193,7 +193,7 @@ pub fn describe(c: &Check) -> String {
         if let Some(v) = v {
             out.push_str(&format!(
                 "  {label}:{}{}\n",
-                " ".repeat(12usize.saturating_sub(label.len())),
+                " ".repeat(13usize.saturating_sub(label.len())),
                 readable(v)
             ));
         }
