@@ -71,6 +71,10 @@ struct ConversionArgs {
     /// cluster that the API server reaches directly (make dev): https://HOST:PORT/convert.
     #[arg(long, env = "CONVERSION_URL")]
     conversion_url: Option<String>,
+    /// Serve the certificate mounted here (tls.crt, tls.key) instead of keeping a CA: for
+    /// a chart that lets cert-manager issue it and inject its CA into the CRDs.
+    #[arg(long, env = "CONVERSION_TLS_DIR")]
+    conversion_tls_dir: Option<std::path::PathBuf>,
     /// The Service in the operator's namespace that the CRDs' conversion names.
     #[arg(long, env = "CONVERSION_SERVICE", default_value = api::versions::DEFAULT_SERVICE)]
     conversion_service: String,
@@ -401,6 +405,7 @@ fn start_webhook(
         namespace: args.operator_namespace.clone(),
         service: conversion.conversion_service.clone(),
         url: conversion.conversion_url.clone(),
+        tls_dir: conversion.conversion_tls_dir.clone(),
         ca_secret: conversion.conversion_ca_secret.clone(),
         ca_lifetime: conversion.conversion_ca_lifetime,
         cert_lifetime: conversion.conversion_cert_lifetime,

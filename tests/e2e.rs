@@ -179,26 +179,8 @@ async fn tenant_access_token_lifecycle() {
 
 /// Runs `kubectl apply -f -` and returns (success, stderr).
 fn kubectl_apply(manifest: &str) -> (bool, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(kubectl_path())
-        .args(["apply", "-f", "-"])
-        .env("KUBECONFIG", kubeconfig())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(manifest.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("kubectl output");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    let (ok, _, err) = kubectl_run(&["apply", "-f", "-"], Some(manifest));
+    (ok, err)
 }
 
 #[tokio::test]

@@ -776,6 +776,212 @@ async fn assert_stored(c: &Cluster, version: &str) {
     }
 }
 
+/// A first issuance the previous release leaves half done: its journal written and its create
+/// committed at the fake, which never answers, when the upgrade replaces the pods. Returns
+/// the journal's attempt id.
+async fn journal_left_open(c: &Cluster) -> String {
+    c.fake
+        .set_faults(json!({"hangAfterCommitNext": 1, "method": "POST",
+            "pathPrefix": "/identity/resources/users/api-tokens/v1"}))
+        .await;
+    let mut m = manifest(
+        "UserApiToken",
+        "journaled",
+        json!({"tenantId": TENANT, "userId": "u-journal"}),
+    );
+    m["metadata"]["namespace"] = json!(c.ns);
+    apply_yaml(&c.client, &m.to_string()).await;
+    let attempt = wait_for(Duration::from_secs(60), "the journal open", || async {
+        let obj = get_custom(&c.client, &c.ns, "userapitokens", "journaled").await?;
+        let journal = obj["metadata"]["annotations"]["tokens.frontegg-operator.io/issue-journal"]
+            .as_str()?
+            .to_string();
+        let journal: Value = serde_json::from_str(&journal).ok()?;
+        journal["attemptId"].as_str().map(str::to_string)
+    })
+    .await;
+    // The create follows the journal at once; it hangs at the fake until the pod goes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    attempt
+}
+
+/// The new release settles the previous one's journal as its own: the token that create left
+/// at Frontegg (marked with the old attempt, in no Secret) is revoked, the journal closes, and
+/// the resource ends Ready with one live token of a new attempt. Returns the remote creates
+/// and deletes this took: (2, 1).
+async fn journal_settled(c: &Cluster, attempt: &str) -> (u64, u64) {
+    let obj = wait_for(
+        Duration::from_secs(120),
+        "the journaled token Ready",
+        || async {
+            let obj = get_custom(&c.client, &c.ns, "userapitokens", "journaled").await?;
+            is_ready(&obj).then_some(obj)
+        },
+    )
+    .await;
+    let journal: Value = serde_json::from_str(
+        obj["metadata"]["annotations"]["tokens.frontegg-operator.io/issue-journal"]
+            .as_str()
+            .unwrap_or("{}"),
+    )
+    .expect("journal");
+    assert_eq!(
+        obj["status"]["settledAttempt"], journal["attemptId"],
+        "closed: {obj}"
+    );
+    assert_ne!(obj["status"]["current"]["attemptId"], attempt, "{obj}");
+    let issued: Vec<Value> = wait_for(
+        Duration::from_secs(60),
+        "the old attempt's token revoked",
+        || async {
+            let issued: Vec<Value> = c
+                .fake
+                .tokens()
+                .await
+                .into_iter()
+                .filter(|t| t["userId"] == "u-journal")
+                .collect();
+            (issued.len() == 1).then_some(issued)
+        },
+    )
+    .await;
+    assert_eq!(issued[0]["id"], obj["status"]["current"]["id"]);
+    assert!(
+        !issued[0]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(attempt),
+        "{issued:?}"
+    );
+    (2, 1)
+}
+
+/// The chart's `conversion.certManager` option, against cert-manager's contract: the chart asks
+/// for a Certificate and annotates the CRDs for the CA injector; this test does what
+/// cert-manager would (no cert-manager runs here): writes the Secret the Certificate names and
+/// the CA into the CRDs. The pods serve the mounted certificate, and conversions go on.
+async fn with_cert_manager(c: &Cluster) -> String {
+    for (plural, kind) in [("certificates", "Certificate"), ("issuers", "Issuer")] {
+        let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": format!("{plural}.cert-manager.io")},
+            "spec": {"group": "cert-manager.io", "scope": "Namespaced",
+                "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object",
+                        "x-kubernetes-preserve-unknown-fields": true}}}]}});
+        kubectl_ok(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&crd.to_string()),
+        );
+    }
+    kubectl_ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/certificates.cert-manager.io",
+            "crd/issuers.cert-manager.io",
+        ],
+        None,
+    );
+    let service = format!("{}-conversion.{}.svc", c.fullname(), c.release_ns);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let script = format!(
+        "set -e; cd {d}; \
+         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+           -subj /CN=test-issuer -keyout ca.key -out ca.crt 2>/dev/null; \
+         openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN={service} \
+           -keyout tls.key -out tls.csr 2>/dev/null; \
+         printf 'subjectAltName=DNS:{service},DNS:{service}.cluster.local' > san.ext; \
+         openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+           -extfile san.ext -out tls.crt 2>/dev/null"
+    );
+    let made = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .status()
+        .expect("openssl");
+    assert!(made.success(), "openssl");
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).expect("pem");
+    let (ca, crt, key) = (read("ca.crt"), read("tls.crt"), read("tls.key"));
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": format!("{}-conversion-tls", c.fullname()), "namespace": c.release_ns},
+        "stringData": {"tls.crt": crt, "tls.key": key, "ca.crt": ca}});
+    kubectl_ok(&["apply", "-f", "-"], Some(&secret.to_string()));
+    c.helm(
+        "upgrade",
+        CHART,
+        "dev",
+        &[
+            "conversion.certManager.enabled=true",
+            "crds.storageVersion=v1beta1",
+        ],
+    );
+    // The old pods (the operator's own CA) must be gone, or one could write its bundle back.
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.release_ns);
+    let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={}", c.release));
+    wait_for(Duration::from_secs(120), "only the new pods", || async {
+        let items = pods.list(&lp).await.ok()?.items;
+        (items.len() == 2
+            && items
+                .iter()
+                .all(|p| p.metadata.deletion_timestamp.is_none()))
+        .then_some(())
+    })
+    .await;
+    // The CA injector's part: the certificate's CA into every token CRD it annotates.
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
+    for name in frontegg_token_operator::webhook::maintain::TOKEN_CRDS {
+        let crd = crds.get(name).await.expect("crd");
+        let annotation = crd.metadata.annotations.unwrap_or_default();
+        assert_eq!(
+            annotation.get("cert-manager.io/inject-ca-from"),
+            Some(&format!("{}/{}-conversion", c.release_ns, c.fullname())),
+            "{name}"
+        );
+        let patch = json!({"spec": {"conversion": {"webhook": {"clientConfig": {
+            "caBundle": k8s_openapi::ByteString(ca.clone().into_bytes())}}}}});
+        crds.patch(name, &Default::default(), &kube::api::Patch::Merge(&patch))
+            .await
+            .expect("inject the CA");
+    }
+    two_ready_pods(c).await;
+    wait_for(
+        Duration::from_secs(60),
+        "every replica serving cert-manager's certificate",
+        || async { serving_from(c, ca.as_bytes()).await.then_some(()) },
+    )
+    .await;
+    let since = jiff::Timestamp::now();
+    let probe = ConversionProbe::start(&c.client, &c.ns);
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let (ok, failed, last) = probe.finish();
+    let logged = audited(&c.ns, since);
+    assert_eq!(
+        failed, 0,
+        "conversions failed with cert-manager's certificate: {last}"
+    );
+    assert_eq!(logged.failed, 0, "{logged:?}");
+    // Nothing of the operator's own CA is written in this mode: the CRDs keep the injected CA.
+    let crd = crds
+        .get(frontegg_token_operator::webhook::maintain::TOKEN_CRDS[0])
+        .await
+        .expect("crd");
+    let bundle = crd
+        .spec
+        .conversion
+        .and_then(|c| c.webhook?.client_config?.ca_bundle)
+        .expect("bundle");
+    assert_eq!(
+        String::from_utf8_lossy(&bundle.0),
+        ca,
+        "the operator left the injected CA alone"
+    );
+    format!(
+        "{ok} / {failed}; audit log: {} answered, {} failed (cert-manager's certificate)",
+        logged.answered, logged.failed
+    )
+}
+
 fn matrix_row(cells: &[&str]) -> String {
     format!("| {} |", cells.join(" | "))
 }
@@ -811,8 +1017,14 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
         matrix_row(&["---"; 7]),
     ];
 
-    // The previous release, with tokens of every kind; one rotation mid-grace.
-    c.helm("install", PREVIOUS_CHART, "previous", &[]);
+    // The previous release, with tokens of every kind; one rotation mid-grace. Its requests
+    // wait long enough that a create the fake never answers is still in flight at the upgrade.
+    c.helm(
+        "install",
+        PREVIOUS_CHART,
+        "previous",
+        &["operator.requestTimeout=900s"],
+    );
     helm_alone_owns_the_crds(&c.client).await;
     let pending = tokens_of_every_kind(&c).await;
     // 0.1 made it a Helm hook, which carried no finalizer.
@@ -823,10 +1035,15 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
     );
     let before = held(&c).await;
     let writes = remote_writes(&c.fake).await;
+    let attempt = journal_left_open(&c).await;
 
-    // Upgrade: nothing a token holds changes, and conversion survives the leader's loss.
+    // Upgrade: nothing a token holds changes, the journal is settled, and conversion survives
+    // the leader's loss.
     c.helm("upgrade", CHART, "dev", &[]);
     two_ready_pods(&c).await;
+    let (created, deleted) = journal_settled(&c, &attempt).await;
+    c.fake.set_faults(json!({})).await;
+    let writes = (writes.0 + created, writes.1 + deleted);
     let mut row = unchanged(&c, "upgrade to this tree", &before, writes, &pending).await;
     row.push(default_environment_kept(&c, "upgrade to this tree", &env_uid).await);
     let ((ok, failed, last), logged) = kill_the_leader(&c).await;
@@ -921,6 +1138,15 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
         &row.iter().map(String::as_str).collect::<Vec<_>>(),
     ));
 
+    // cert-manager instead of the operator's own CA, as the chart offers.
+    let converted = with_cert_manager(&c).await;
+    let mut row = unchanged(&c, "cert-manager's certificate", &before, writes, &pending).await;
+    row.push(default_environment_kept(&c, "cert-manager's certificate", &env_uid).await);
+    row.push(converted);
+    matrix.push(matrix_row(
+        &row.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+
     // The grace period ends: the old token is revoked then, and not before.
     wait_for(
         Duration::from_secs(GRACE_SECONDS + 60),
@@ -971,6 +1197,17 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
             "delete",
             "tenantaccesstoken",
             "reporting",
+            "--wait=false",
+        ],
+        None,
+    );
+    let _ = kubectl_run(
+        &[
+            "-n",
+            &c.ns,
+            "delete",
+            "userapitoken",
+            "journaled",
             "--wait=false",
         ],
         None,

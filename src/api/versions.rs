@@ -135,6 +135,12 @@ fn gate_webhook(yaml: &str) -> String {
         return yaml.to_string();
     };
     let tail = serve_beta_with_webhook(tail);
+    // cert-manager's CA injector fills caBundle where it finds this annotation.
+    let head = head.replacen(
+        "\n  annotations:\n",
+        "\n  annotations:\n    {{- if and .Values.conversion.webhook .Values.conversion.certManager.enabled }}\n    cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include \"fto.fullname\" . }}-conversion\n    {{- end }}\n",
+        1,
+    );
     format!("{head}\n  {{{{- if .Values.conversion.webhook }}}}{stanza}\n  {{{{- end }}}}{tail}")
 }
 

@@ -8,6 +8,7 @@
 
 pub mod authority;
 pub mod maintain;
+pub mod mounted;
 mod serve;
 
 use std::net::SocketAddr;
@@ -30,6 +31,8 @@ pub struct Options {
     pub service: String,
     /// Or the URL they name instead (an operator outside the cluster).
     pub url: Option<String>,
+    /// With cert-manager: the mounted certificate's folder. No CA is kept and no CRD written.
+    pub tls_dir: Option<std::path::PathBuf>,
     pub ca_secret: String,
     pub ca_lifetime: Duration,
     pub cert_lifetime: Duration,
@@ -55,40 +58,6 @@ fn url_host(url: &str) -> Option<String> {
         None => authority.split(':').next()?,
     };
     (!host.is_empty()).then(|| host.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_certificate_names_the_host_the_api_server_dials() {
-        let options = |url: Option<&str>| Options {
-            addr: ([127, 0, 0, 1], 9443).into(),
-            namespace: "ns".into(),
-            service: "svc".into(),
-            url: url.map(str::to_string),
-            ca_secret: "ca".into(),
-            ca_lifetime: Duration::from_secs(60),
-            cert_lifetime: Duration::from_secs(60),
-        };
-        assert_eq!(
-            options(None).names(),
-            vec!["svc.ns.svc", "svc.ns.svc.cluster.local"]
-        );
-        assert_eq!(
-            options(Some("https://127.0.0.1:9443/convert")).names(),
-            vec!["127.0.0.1"]
-        );
-        assert_eq!(
-            options(Some("https://[::1]:9443/convert")).names(),
-            vec!["::1"]
-        );
-        assert_eq!(
-            options(Some("https://dev.local/convert")).names(),
-            vec!["dev.local"]
-        );
-    }
 }
 
 /// The certificate served now; swapped in place when renewed.
@@ -130,15 +99,21 @@ pub async fn run(
     serving: Arc<ServingCert>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let mut maintainer = maintain::Maintainer::new(client, options.clone(), serving.clone());
-    let rounds = tokio::spawn(async move {
-        loop {
-            if let Err(e) = maintainer.tick().await {
-                tracing::warn!(error = %e, "conversion webhook certificates: will retry");
-            }
-            tokio::time::sleep(maintain::TICK).await;
+    let rounds = match options.tls_dir.clone() {
+        Some(dir) => tokio::spawn(mounted::follow(dir, serving.clone(), maintain::TICK)),
+        None => {
+            let mut maintainer =
+                maintain::Maintainer::new(client, options.clone(), serving.clone());
+            tokio::spawn(async move {
+                loop {
+                    if let Err(e) = maintainer.tick().await {
+                        tracing::warn!(error = %e, "conversion webhook certificates: will retry");
+                    }
+                    tokio::time::sleep(maintain::TICK).await;
+                }
+            })
         }
-    });
+    };
     let drained = async move {
         shutdown.await;
         tokio::time::sleep(DRAIN).await;
@@ -146,4 +121,39 @@ pub async fn run(
     let served = serve(options.addr, serving, drained).await;
     rounds.abort();
     served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_certificate_names_the_host_the_api_server_dials() {
+        let options = |url: Option<&str>| Options {
+            addr: ([127, 0, 0, 1], 9443).into(),
+            namespace: "ns".into(),
+            service: "svc".into(),
+            url: url.map(str::to_string),
+            tls_dir: None,
+            ca_secret: "ca".into(),
+            ca_lifetime: Duration::from_secs(60),
+            cert_lifetime: Duration::from_secs(60),
+        };
+        assert_eq!(
+            options(None).names(),
+            vec!["svc.ns.svc", "svc.ns.svc.cluster.local"]
+        );
+        assert_eq!(
+            options(Some("https://127.0.0.1:9443/convert")).names(),
+            vec!["127.0.0.1"]
+        );
+        assert_eq!(
+            options(Some("https://[::1]:9443/convert")).names(),
+            vec!["::1"]
+        );
+        assert_eq!(
+            options(Some("https://dev.local/convert")).names(),
+            vec!["dev.local"]
+        );
+    }
 }

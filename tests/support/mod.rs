@@ -73,9 +73,14 @@ pub fn run_tool(
     kubeconfig: &Path,
 ) -> (bool, String, String) {
     use std::io::Write;
+    // A discovery cache of its own per call: the tests serve and withdraw API versions (the
+    // chart's CRDs serve v1beta1, the harness's do not), and kubectl would otherwise ask for a
+    // version another test's cache still names.
+    let cache = tempfile::tempdir().expect("kubectl cache dir");
     let mut child = Command::new(tool)
         .args(args)
         .env("KUBECONFIG", kubeconfig)
+        .env("KUBECACHEDIR", cache.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

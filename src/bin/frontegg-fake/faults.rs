@@ -25,6 +25,9 @@ pub struct Faults {
     pub hang_next: u32,
     /// Only requests whose path starts with this are affected (all when empty).
     pub path_prefix: String,
+    /// Only requests with this method are affected (all when empty), e.g. POST: the creates
+    /// on a path that is also listed.
+    pub method: String,
     /// Requests per second above which the fake answers 429 (0 = unlimited).
     pub qps_limit: u32,
     /// When set, 429s carry this `Retry-After` value verbatim and an `X-Rate-Limit-Reset`
@@ -33,6 +36,9 @@ pub struct Faults {
     /// Handle the next N requests (the token is created), then drop the connection before
     /// the answer arrives.
     pub drop_after_commit_next: u32,
+    /// Handle the next N requests (the token is created), then never answer: the client
+    /// waits until it gives up, or until it is gone.
+    pub hang_after_commit_next: u32,
     /// Handle the next N requests, then answer 200 with a JSON body of `huge_body_bytes`
     /// (default 200 MB), streamed.
     pub huge_body_next: u32,
@@ -55,6 +61,7 @@ pub struct Faults {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Corruption {
     DropAfterCommit,
+    HangAfterCommit,
     HugeBody,
     Garbage,
     WrongTypes,
@@ -78,8 +85,11 @@ fn take(budget: &mut u32) -> bool {
 
 impl Faults {
     /// Decides the fault for one request and consumes "next N" budgets.
-    pub fn draw(&mut self, path: &str) -> Injected {
+    pub fn draw(&mut self, method: &str, path: &str) -> Injected {
         if !self.path_prefix.is_empty() && !path.starts_with(&self.path_prefix) {
+            return Injected::None;
+        }
+        if !self.method.is_empty() && !self.method.eq_ignore_ascii_case(method) {
             return Injected::None;
         }
         let reset_in = Duration::from_secs_f64(if self.rate_limit_reset_secs > 0.0 {
@@ -101,6 +111,10 @@ impl Faults {
             (
                 &mut self.drop_after_commit_next,
                 Corruption::DropAfterCommit,
+            ),
+            (
+                &mut self.hang_after_commit_next,
+                Corruption::HangAfterCommit,
             ),
             (&mut self.huge_body_next, Corruption::HugeBody),
             (&mut self.garbage_next, Corruption::Garbage),

@@ -315,9 +315,10 @@ fn interesting_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
 /// Applies the configured faults and the enforced QPS limit before a request reaches Frontegg.
 async fn inject_faults(State(app): State<App>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
+    let method = req.method().to_string();
     let (injected, latency, qps_limit, retry_after, huge) = match app.faults.lock() {
         Ok(mut f) => (
-            f.draw(&path),
+            f.draw(&method, &path),
             f.latency_ms,
             f.qps_limit,
             f.rate_limit_retry_after.clone(),
@@ -391,6 +392,10 @@ fn corrupt(corruption: Corruption, huge_body_bytes: u64) -> Response {
         // The body fails before its first byte: hyper aborts the connection.
         Corruption::DropAfterCommit => json(Body::from_stream(futures::stream::once(async {
             Err::<bytes::Bytes, std::io::Error>(std::io::Error::other("dropped after commit"))
+        }))),
+        Corruption::HangAfterCommit => json(Body::from_stream(futures::stream::once(async {
+            futures::future::pending::<()>().await;
+            Ok::<bytes::Bytes, std::io::Error>(bytes::Bytes::new())
         }))),
         Corruption::HugeBody => {
             let chunk = bytes::Bytes::from(vec![b' '; CHUNK]);
