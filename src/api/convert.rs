@@ -44,7 +44,7 @@ pub enum ConversionError {
 struct AlphaFields {
     /// The lifetime was `expiresInMinutes` with this value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    expires_in_minutes: Option<Value>,
+    expires_in_minutes: Option<u64>,
     /// `renewBefore` was set without a `rotation` block.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     rotation_absent: bool,
@@ -118,7 +118,9 @@ fn to_beta(obj: &mut Map<String, Value>) {
 /// Moves the spec's fields to their `v1beta1` places; returns what has no place there.
 fn spec_to_beta(spec: &mut Map<String, Value>) -> AlphaFields {
     let mut kept = AlphaFields::default();
-    if let Some(minutes) = spec.remove("expiresInMinutes") {
+    // The schema admits whole minutes only; anything else (no stored object can hold it) is
+    // dropped rather than carried into an annotation the other way.
+    if let Some(minutes) = spec.remove("expiresInMinutes").and_then(|m| m.as_u64()) {
         if !spec.contains_key("expiresIn") {
             spec.insert("expiresIn".into(), Value::String(format!("{minutes}m")));
         }
@@ -167,7 +169,7 @@ fn spec_to_alpha(spec: &mut Map<String, Value>, kept: AlphaFields) {
         let written = spec.get("expiresIn").and_then(Value::as_str);
         if written == Some(format!("{minutes}m").as_str()) {
             spec.remove("expiresIn");
-            spec.insert("expiresInMinutes".into(), minutes);
+            spec.insert("expiresInMinutes".into(), minutes.into());
         }
     }
     if let Some(Value::Object(rotation)) = spec.get_mut("rotation")

@@ -22,6 +22,9 @@ use crate::api::convert;
 const MAX_BODY: usize = 16 * 1024 * 1024;
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 const CONNECTION_DEADLINE: Duration = Duration::from_secs(120);
+/// The API server keeps a few connections per replica; past this many, new ones wait in the
+/// listen backlog, so a flood of idle handshakes cannot grow the tasks without bound.
+const MAX_CONNECTIONS: usize = 256;
 
 pub async fn serve(
     addr: SocketAddr,
@@ -38,8 +41,16 @@ pub async fn serve(
     let app = Router::new()
         .route(crate::api::versions::CONVERSION_PATH, post(handle))
         .layer(DefaultBodyLimit::max(MAX_BODY));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return Ok(()),
+            },
+            () = &mut shutdown => return Ok(()),
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -50,7 +61,11 @@ pub async fn serve(
             },
             () = &mut shutdown => return Ok(()),
         };
-        tokio::spawn(connection(acceptor.clone(), stream, app.clone()));
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            connection(acceptor, stream, app).await;
+            drop(slot);
+        });
     }
 }
 
