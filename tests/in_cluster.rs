@@ -12,7 +12,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::{Value, json};
@@ -22,27 +22,9 @@ const CHART: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/charts/frontegg-token-operator"
 );
-const NODE: &str = "fto-node";
 /// Longer than the kubelet takes to refresh a mounted Secret (its syncFrequency is 10s in
 /// hack/node), so the consumer must have moved on before the old token is revoked.
 const GRACE: &str = "40s";
-
-async fn node_ip(client: &kube::Client) -> String {
-    let node = Api::<Node>::all(client.clone())
-        .get_opt(NODE)
-        .await
-        .expect("get node")
-        .unwrap_or_else(|| {
-            panic!("no node {NODE}: run hack/test, or hack/control-plane up --node and hack/node up target/images/*.tar")
-        });
-    node.status
-        .and_then(|s| s.addresses)
-        .into_iter()
-        .flatten()
-        .find(|a| a.type_ == "InternalIP")
-        .map(|a| a.address)
-        .expect("node InternalIP")
-}
 
 fn is_ready(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()

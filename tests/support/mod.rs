@@ -893,3 +893,25 @@ pub fn secret_data(
         .map(|(k, v)| (k, String::from_utf8(v.0).expect("utf8")))
         .collect()
 }
+
+/// The node hack/node runs (tests/in_cluster.rs and tests/upgrade.rs).
+pub const NODE: &str = "fto-node";
+
+/// The node's address: where pods reach a fake the test starts on the host.
+pub async fn node_ip(client: &Client) -> String {
+    use k8s_openapi::api::core::v1::Node;
+    let node = Api::<Node>::all(client.clone())
+        .get_opt(NODE)
+        .await
+        .expect("get node")
+        .unwrap_or_else(|| {
+            panic!("no node {NODE}: run hack/test, or hack/control-plane up --node and hack/node up target/images/*.tar")
+        });
+    node.status
+        .and_then(|s| s.addresses)
+        .into_iter()
+        .flatten()
+        .find(|a| a.type_ == "InternalIP")
+        .map(|a| a.address)
+        .expect("node InternalIP")
+}
