@@ -19,10 +19,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
 use serde_json::{Value, json};
 use support::*;
 
@@ -34,7 +36,6 @@ const PREVIOUS_CHART: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/target/previous/src/charts/frontegg-token-operator"
 );
-const NODE: &str = "fto-node";
 const ALPHA: &str = "tokens.frontegg-operator.io/v1alpha1";
 const BETA: &str = "tokens.frontegg-operator.io/v1beta1";
 const TENANT: &str = "t-up";
@@ -120,21 +121,6 @@ impl Cluster {
     }
 }
 
-async fn node_ip(client: &kube::Client) -> String {
-    let node = Api::<Node>::all(client.clone())
-        .get_opt(NODE)
-        .await
-        .expect("get node")
-        .unwrap_or_else(|| panic!("no node {NODE}: run hack/test"));
-    node.status
-        .and_then(|s| s.addresses)
-        .into_iter()
-        .flatten()
-        .find(|a| a.type_ == "InternalIP")
-        .map(|a| a.address)
-        .expect("node InternalIP")
-}
-
 fn manifest(kind: &str, name: &str, spec: Value) -> Value {
     json!({"apiVersion": ALPHA, "kind": kind, "metadata": {"name": name}, "spec": spec})
 }
@@ -203,8 +189,8 @@ async fn remote_writes(fake: &Fake) -> (u64, u64) {
     (count("POST "), count("DELETE "))
 }
 
-/// Lists every token kind as `v1beta1` every 100 ms, which the API server can only answer
-/// through the webhook, and counts the failures, until stopped.
+/// Lists the token kinds as `v1beta1` with `kubectl get --raw`, one after another, which the
+/// API server can only answer through the webhook, and counts the failures, until stopped.
 struct ConversionProbe {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicU64>,
@@ -213,7 +199,7 @@ struct ConversionProbe {
 }
 
 impl ConversionProbe {
-    fn start(client: &kube::Client, ns: &str) -> ConversionProbe {
+    fn start(ns: &str) -> ConversionProbe {
         let probe = ConversionProbe {
             stop: Arc::new(AtomicBool::new(false)),
             ok: Arc::new(AtomicU64::new(0)),
@@ -226,26 +212,25 @@ impl ConversionProbe {
             probe.failed.clone(),
             probe.last_error.clone(),
         );
-        let apis: Vec<Api<DynamicObject>> = ["UserApiToken", "UserAccessToken", "TenantApiToken"]
+        let paths: Vec<String> = ["userapitokens", "useraccesstokens", "tenantapitokens"]
             .iter()
-            .map(|kind| {
-                let gvk = GroupVersionKind::gvk("tokens.frontegg-operator.io", "v1beta1", kind);
-                let resource = ApiResource::from_gvk(&gvk);
-                Api::namespaced_with(client.clone(), ns, &resource)
-            })
+            .map(|plural| format!("/apis/{BETA}/namespaces/{ns}/{plural}"))
             .collect();
-        tokio::spawn(async move {
-            while !stop.load(Ordering::SeqCst) {
-                for api in &apis {
-                    match api.list(&ListParams::default()).await {
-                        Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
-                        Err(e) => {
-                            *last.lock().expect("lock") = e.to_string();
-                            failed.fetch_add(1, Ordering::SeqCst)
-                        }
-                    };
+        std::thread::spawn(move || {
+            for path in paths.iter().cycle() {
+                if stop.load(Ordering::SeqCst) {
+                    return;
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                match kubectl_run(&["get", "--raw", path], None) {
+                    (true, out, _) if out.contains("\"items\"") => {
+                        ok.fetch_add(1, Ordering::SeqCst)
+                    }
+                    (_, out, err) => {
+                        *last.lock().expect("lock") = format!("{path}: {out}{err}");
+                        failed.fetch_add(1, Ordering::SeqCst)
+                    }
+                };
+                std::thread::sleep(Duration::from_millis(50));
             }
         });
         probe
@@ -356,7 +341,7 @@ async fn kill_the_leader(c: &Cluster) -> ((u64, u64, String), Audited) {
     .await;
     two_ready_pods(c).await;
     let since = jiff::Timestamp::now();
-    let probe = ConversionProbe::start(&c.client, &c.ns);
+    let probe = ConversionProbe::start(&c.ns);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), &c.release_ns);
     pods.delete(&leader, &DeleteParams::default())
@@ -385,7 +370,7 @@ async fn rotate_the_ca(c: &Cluster) -> ((u64, u64, String), Audited) {
     let old = secrets.get(&ca_name).await.expect("the CA Secret");
     let old_ca = old.data.expect("data")["ca.crt"].0.clone();
     let since = jiff::Timestamp::now();
-    let probe = ConversionProbe::start(&c.client, &c.ns);
+    let probe = ConversionProbe::start(&c.ns);
     secrets
         .delete(&ca_name, &DeleteParams::default())
         .await
@@ -745,10 +730,11 @@ async fn beta_examples_apply(c: &Cluster) {
     assert_eq!(alpha["spec"]["roleIds"], json!(["role-reports"]), "{alpha}");
 }
 
-/// `kubectl frontegg migrate`; returns what it printed.
-fn migrate() -> String {
+/// `kubectl frontegg migrate` with `args`; returns what it printed.
+fn migrate(args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-frontegg"))
         .arg("migrate")
+        .args(args)
         .env("KUBECONFIG", kubeconfig())
         .output()
         .expect("run kubectl-frontegg migrate");
@@ -759,6 +745,102 @@ fn migrate() -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     text
+}
+
+/// How many of the operator's objects etcd holds in each apiVersion, read from etcd itself
+/// (its JSON gateway; hack/control-plane writes its URL next to the kubeconfig): what a
+/// migration must leave there, which no API read can show.
+async fn stored_in_etcd() -> BTreeMap<String, usize> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let path = kubeconfig().with_file_name("etcd-url");
+    let url = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (hack/control-plane --node)", path.display()));
+    let range = json!({"key": b64.encode("/registry/tokens.frontegg-operator.io/"),
+        "range_end": b64.encode("/registry/tokens.frontegg-operator.io0")});
+    let reply: Value = reqwest::Client::new()
+        .post(format!("{}/v3/kv/range", url.trim()))
+        .json(&range)
+        .send()
+        .await
+        .expect("etcd")
+        .json()
+        .await
+        .expect("etcd's answer");
+    let mut seen = BTreeMap::new();
+    for kv in reply["kvs"].as_array().into_iter().flatten() {
+        let raw = b64
+            .decode(kv["value"].as_str().expect("value"))
+            .expect("base64");
+        let obj: Value = serde_json::from_slice(&raw).expect("custom resources are stored as JSON");
+        let version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
+        *seen.entry(version).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// Every object in etcd is stored as `version`; returns the matrix cell.
+async fn all_stored_as(version: &str) -> String {
+    let seen = stored_in_etcd().await;
+    let count = seen.get(version).copied().unwrap_or(0);
+    assert!(
+        count > 0 && seen.len() == 1,
+        "etcd holds {seen:?}, not only {version}"
+    );
+    format!("- (etcd: {count} objects, all {version})")
+}
+
+/// Against a CRD that stores a version this release cannot read (a future `v1`), the
+/// operator exits before any reconcile and names the fix. The CRD is put back after.
+async fn refuses_unreadable_crds(c: &Cluster) -> String {
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
+    let name = "tenantaccesstokens.tokens.frontegg-operator.io";
+    let versions = crds.get(name).await.expect("crd").spec.versions;
+    let mut future = versions
+        .iter()
+        .find(|v| v.storage)
+        .cloned()
+        .expect("storage");
+    (future.name, future.served, future.storage) = ("v1".into(), false, false);
+    let mut with_future = versions.clone();
+    with_future.push(future);
+    let set = |versions: &[_]| json!({"spec": {"versions": versions}});
+    let stored = |versions: &[&str]| json!({"status": {"storedVersions": versions}});
+    let merge = PatchParams::default();
+    crds.patch(name, &merge, &Patch::Merge(&set(&with_future)))
+        .await
+        .expect("add v1");
+    crds.patch_status(name, &merge, &Patch::Merge(&stored(&["v1alpha1", "v1"])))
+        .await
+        .expect("store v1");
+    let mut operator = std::process::Command::new(env!("CARGO_BIN_EXE_frontegg-token-operator"))
+        .args(["run", "--metrics-addr", "127.0.0.1:0"])
+        .env("KUBECONFIG", kubeconfig())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the operator");
+    let exited = wait_for(Duration::from_secs(60), "the operator to exit", || {
+        std::future::ready(operator.try_wait().ok().flatten())
+    })
+    .await;
+    let out = operator.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    crds.patch_status(name, &merge, &Patch::Merge(&stored(&["v1alpha1"])))
+        .await
+        .expect("forget v1");
+    crds.patch(name, &merge, &Patch::Merge(&set(&versions)))
+        .await
+        .expect("remove v1");
+    assert!(!exited.success(), "the operator started: {text}");
+    let expected = format!("CRD {name} has objects stored as v1, which this release cannot read");
+    assert!(text.contains(&expected), "{text}");
+    assert!(text.contains("kubectl frontegg migrate"), "{text}");
+    expected
 }
 
 /// Every CRD lists `version` alone in `status.storedVersions`.
@@ -952,7 +1034,7 @@ async fn with_cert_manager(c: &Cluster) -> String {
     )
     .await;
     let since = jiff::Timestamp::now();
-    let probe = ConversionProbe::start(&c.client, &c.ns);
+    let probe = ConversionProbe::start(&c.ns);
     tokio::time::sleep(Duration::from_secs(15)).await;
     let (ok, failed, last) = probe.finish();
     let logged = audited(&c.ns, since);
@@ -1128,12 +1210,15 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
     // and nothing a token holds changes.
     c.helm("upgrade", CHART, "dev", &["crds.storageVersion=v1beta1"]);
     two_ready_pods(&c).await;
-    let text = migrate();
-    assert!(text.contains("rewritten by this command"), "{text}");
+    let text = migrate(&[]);
+    assert!(text.contains("by a StorageVersionMigration"), "{text}");
+    let left = kubectl_ok(&["get", "storageversionmigrations", "-o", "name"], None);
+    assert_eq!(left.trim(), "", "migrations that succeeded are deleted");
     assert_stored(&c, "v1beta1").await;
-    let mut row = unchanged(&c, "storage v1beta1, migrated", &before, writes, &pending).await;
-    row.push(default_environment_kept(&c, "storage v1beta1, migrated", &env_uid).await);
-    row.push("- (stored as v1beta1)".into());
+    let step = "storage v1beta1, migrated (StorageVersionMigration)";
+    let mut row = unchanged(&c, step, &before, writes, &pending).await;
+    row.push(default_environment_kept(&c, step, &env_uid).await);
+    row.push(all_stored_as(BETA).await);
     matrix.push(matrix_row(
         &row.iter().map(String::as_str).collect::<Vec<_>>(),
     ));
@@ -1147,6 +1232,25 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
         &row.iter().map(String::as_str).collect::<Vec<_>>(),
     ));
 
+    // And back to v1alpha1 storage, which the previous release reads, rewritten by the command
+    // itself (`--rewrite`, its path where the cluster has no migration API).
+    c.helm("upgrade", CHART, "dev", &["crds.storageVersion=v1alpha1"]);
+    two_ready_pods(&c).await;
+    let text = migrate(&["--rewrite"]);
+    assert!(
+        text.contains("(--rewrite: rewritten by this command)"),
+        "{text}"
+    );
+    assert_stored(&c, "v1alpha1").await;
+    let step = "storage v1alpha1 again, migrated (--rewrite)";
+    let mut row = unchanged(&c, step, &before, writes, &pending).await;
+    row.push(default_environment_kept(&c, step, &env_uid).await);
+    row.push(all_stored_as(ALPHA).await);
+    matrix.push(matrix_row(
+        &row.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    let refused = refuses_unreadable_crds(&c).await;
+
     // The grace period ends: the old token is revoked then, and not before.
     wait_for(
         Duration::from_secs(GRACE_SECONDS + 60),
@@ -1156,7 +1260,10 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
     .await;
     assert!(jiff::Timestamp::now() >= pending.not_before);
     assert_eq!(remote_writes(&c.fake).await, (writes.0, writes.1 + 1));
-    let table = matrix.join("\n");
+    let table = format!(
+        "{}\n\nA CRD storing a version this release cannot read: it refuses to start (\"{refused}\").",
+        matrix.join("\n")
+    );
     println!("\nupgrade matrix:\n{table}\n");
     std::fs::create_dir_all(format!("{REPO}/target")).expect("target dir");
     std::fs::write(format!("{REPO}/target/upgrade-matrix.md"), &table).expect("write the matrix");
@@ -1176,44 +1283,16 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
     assert!(env["metadata"]["deletionTimestamp"].is_string(), "{env}");
 
     // Delete the tokens while the operator runs, so that no later test meets them.
-    for (plural, name) in TOKENS {
+    let extra = [
+        ("useraccesstokens", "applied-after-upgrade"),
+        ("tenantaccesstokens", "reporting"),
+        ("userapitokens", "journaled"),
+    ];
+    for (plural, name) in TOKENS.iter().chain(&extra) {
         let _ = kubectl_run(&["-n", &c.ns, "delete", plural, name, "--wait=false"], None);
     }
-    let _ = kubectl_run(
-        &[
-            "-n",
-            &c.ns,
-            "delete",
-            "useraccesstoken",
-            "applied-after-upgrade",
-            "--wait=false",
-        ],
-        None,
-    );
-    let _ = kubectl_run(
-        &[
-            "-n",
-            &c.ns,
-            "delete",
-            "tenantaccesstoken",
-            "reporting",
-            "--wait=false",
-        ],
-        None,
-    );
-    let _ = kubectl_run(
-        &[
-            "-n",
-            &c.ns,
-            "delete",
-            "userapitoken",
-            "journaled",
-            "--wait=false",
-        ],
-        None,
-    );
     wait_for(Duration::from_secs(90), "the tokens deleted", || async {
-        for (plural, name) in TOKENS {
+        for (plural, name) in TOKENS.iter().chain(&extra) {
             get_custom(&c.client, &c.ns, plural, name)
                 .await
                 .is_none()
@@ -1231,12 +1310,8 @@ async fn an_upgrade_a_rollback_and_forward_again_leave_every_token_as_it_was() {
         },
     )
     .await;
-    // And back: storage switched to v1alpha1 again and migrated, which leaves the CRDs as
-    // the next run's previous release can take them (0.1 knows no v1beta1).
-    c.helm("upgrade", CHART, "dev", &["crds.storageVersion=v1alpha1"]);
-    let text = migrate();
-    assert!(text.contains("rewritten by this command"), "{text}");
-    assert_stored(&c, "v1alpha1").await;
+    // The CRDs are left as the next run's previous release can take them (0.1 knows no
+    // v1beta1): stored as v1alpha1 alone, since the step above.
     let (ok, out, err) = helm_run(&["uninstall", &c.release, "-n", &c.release_ns, "--wait"]);
     assert!(ok, "helm uninstall: {out}{err}");
 }

@@ -94,8 +94,14 @@ enum Command {
         what: CheckWhat,
     },
     /// After switching storage (chart value crds.storageVersion): rewrite every stored object
-    /// in the storage version and trim the CRDs' status.storedVersions.
-    Migrate,
+    /// in the storage version and trim the CRDs' status.storedVersions. Uses Kubernetes'
+    /// StorageVersionMigration where the cluster serves it.
+    Migrate {
+        /// Rewrite the objects with this command even where StorageVersionMigration is served
+        /// (e.g. when no kube-controller-manager runs its migrator controller).
+        #[arg(long)]
+        rewrite: bool,
+    },
     /// The CLI's version.
     Version,
     /// A completion script for your shell, e.g. `kubectl-frontegg completions bash`.
@@ -237,8 +243,8 @@ async fn run(cli: &Cli, client: &kube::Client) -> Result<Done, String> {
             let ok = c.ready == "True" && c.credentials_problems.is_empty();
             done(check::describe(&c), &c, ok)
         }
-        Command::Migrate => {
-            let migrated = migrate::all(client).await?;
+        Command::Migrate { rewrite } => {
+            let migrated = migrate::all(client, *rewrite).await?;
             done(migrate::describe(&migrated), &migrated, true)
         }
         Command::Version | Command::Completions { .. } => done(String::new(), &(), true),

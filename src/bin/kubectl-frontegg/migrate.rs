@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use frontegg_token_operator::api::all_crds;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::core::GroupVersionKind;
 use serde::Serialize;
 use serde_json::json;
@@ -31,31 +33,61 @@ pub struct Migrated {
     /// `none` (nothing to do), `rewrite` (each object written back by this command) or
     /// `storage-version-migration` (Kubernetes' StorageVersionMigration).
     pub path: String,
+    /// The rewrite was asked for (`--rewrite`) though the cluster serves the migration API.
+    pub forced: bool,
     pub objects: usize,
 }
 
-/// Migrates every CRD of this operator.
-pub async fn all(client: &kube::Client) -> Result<Vec<Migrated>, String> {
-    let svm = migration_api(client).await;
+/// Migrates every CRD of this operator. StorageVersionMigrations are all started before any is
+/// waited for: Kubernetes' controller takes a minute or so for each, and they run side by side.
+pub async fn all(client: &kube::Client, force_rewrite: bool) -> Result<Vec<Migrated>, String> {
+    let svm = match force_rewrite {
+        true => None,
+        false => migration_api(client).await,
+    };
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut out = Vec::new();
+    let mut planned = Vec::new();
     for ours in all_crds() {
         let name = ours.metadata.name.unwrap_or_default();
         let crd = crds
             .get(&name)
             .await
             .map_err(|e| format!("read CRD {name}: {e}"))?;
-        out.push(one(client, &crds, &crd, svm.as_ref()).await?);
+        planned.push(plan(&crd, svm.is_some(), force_rewrite)?);
+    }
+    let mut started = Vec::new();
+    for (crd, report) in &mut planned {
+        let migration = match (report.path.as_str(), svm.as_ref()) {
+            ("none", _) => None,
+            ("storage-version-migration", Some(svm)) => {
+                report.objects = count(client, &resource_of(crd, &report.storage_version)).await?;
+                Some(start_migration(client, svm, crd).await?)
+            }
+            _ => None,
+        };
+        started.push(migration);
+    }
+    let mut out = Vec::new();
+    for ((crd, mut report), migration) in planned.into_iter().zip(started) {
+        if let (Some(name), Some(svm)) = (migration, svm.as_ref()) {
+            wait_for_migration(client, svm, &name).await?;
+        } else if report.path == "rewrite" {
+            report.objects = rewrite(client, &resource_of(&crd, &report.storage_version)).await?;
+        }
+        if report.path != "none" {
+            trim(&crds, &mut report).await?;
+        }
+        out.push(report);
     }
     Ok(out)
 }
 
-async fn one(
-    client: &kube::Client,
-    crds: &Api<CustomResourceDefinition>,
+/// What one CRD needs: nothing when it stores its storage version alone.
+fn plan(
     crd: &CustomResourceDefinition,
-    svm: Option<&ApiResource>,
-) -> Result<Migrated, String> {
+    svm: bool,
+    forced: bool,
+) -> Result<(CustomResourceDefinition, Migrated), String> {
     let name = crd.metadata.name.clone().unwrap_or_default();
     let storage = crd
         .spec
@@ -69,31 +101,53 @@ async fn one(
         .as_ref()
         .and_then(|s| s.stored_versions.clone())
         .unwrap_or_default();
-    let mut report = Migrated {
-        crd: name.clone(),
-        storage_version: storage.clone(),
+    let path = match (before == [storage.clone()], svm) {
+        (true, _) => "none",
+        (false, true) => "storage-version-migration",
+        (false, false) => "rewrite",
+    };
+    let report = Migrated {
+        crd: name,
+        storage_version: storage,
         stored_after: before.clone(),
-        stored_before: before.clone(),
-        path: "none".into(),
+        stored_before: before,
+        path: path.to_string(),
+        forced,
         objects: 0,
     };
-    if before == [storage.clone()] {
-        return Ok(report);
+    Ok((crd.clone(), report))
+}
+
+/// Only once every object is stored as the storage version may the others leave the list.
+async fn trim(crds: &Api<CustomResourceDefinition>, report: &mut Migrated) -> Result<(), String> {
+    let trimmed = json!({"status": {"storedVersions": [report.storage_version]}});
+    crds.patch_status(
+        &report.crd,
+        &PatchParams::default(),
+        &Patch::Merge(&trimmed),
+    )
+    .await
+    .map_err(|e| format!("trim storedVersions of {}: {e}", report.crd))?;
+    report.stored_after = vec![report.storage_version.clone()];
+    Ok(())
+}
+
+/// How many objects the CRD holds (their metadata, a page at a time).
+async fn count(client: &kube::Client, resource: &ApiResource) -> Result<usize, String> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
+    let mut params = ListParams::default().limit(500);
+    let mut seen = 0usize;
+    loop {
+        let page = api
+            .list_metadata(&params)
+            .await
+            .map_err(|e| format!("list {}: {e}", resource.plural))?;
+        seen = seen.saturating_add(page.items.len());
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(seen),
+        }
     }
-    let resource = resource_of(crd, &storage);
-    (report.path, report.objects) = match svm {
-        Some(svm) => (
-            "storage-version-migration".into(),
-            migrate_with(client, svm, crd).await?,
-        ),
-        None => ("rewrite".into(), rewrite(client, &resource).await?),
-    };
-    let trimmed = json!({"status": {"storedVersions": [storage]}});
-    crds.patch_status(&name, &PatchParams::default(), &Patch::Merge(&trimmed))
-        .await
-        .map_err(|e| format!("trim storedVersions of {name}: {e}"))?;
-    report.stored_after = vec![storage];
-    Ok(report)
 }
 
 fn resource_of(crd: &CustomResourceDefinition, version: &str) -> ApiResource {
@@ -167,12 +221,12 @@ async fn migration_api(client: &kube::Client) -> Option<ApiResource> {
     Some(ApiResource::from_gvk(&gvk))
 }
 
-/// Asks Kubernetes to migrate the CRD's objects and waits for it to finish.
-async fn migrate_with(
+/// Asks Kubernetes to migrate the CRD's objects; returns the migration's name.
+async fn start_migration(
     client: &kube::Client,
     svm: &ApiResource,
     crd: &CustomResourceDefinition,
-) -> Result<usize, String> {
+) -> Result<String, String> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), svm);
     let mut request = DynamicObject::new("", svm);
     request.metadata.name = None;
@@ -183,12 +237,24 @@ async fn migrate_with(
         .create(&PostParams::default(), &request)
         .await
         .map_err(|e| format!("create a StorageVersionMigration: {e}"))?;
-    let name = created.metadata.name.unwrap_or_default();
+    Ok(created.metadata.name.unwrap_or_default())
+}
+
+async fn wait_for_migration(
+    client: &kube::Client,
+    svm: &ApiResource,
+    name: &str,
+) -> Result<(), String> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), svm);
     let waited = tokio::time::timeout(MIGRATION_TIMEOUT, async {
         loop {
-            let obj = api.get(&name).await.map_err(|e| e.to_string())?;
+            let obj = api.get(name).await.map_err(|e| e.to_string())?;
             match migration_outcome(&obj.data) {
-                Some(Ok(())) => return Ok(0),
+                Some(Ok(())) => {
+                    // Done with; a failed one stays for `kubectl describe`.
+                    let _ = api.delete(name, &DeleteParams::default()).await;
+                    return Ok(());
+                }
                 Some(Err(message)) => {
                     return Err(format!("StorageVersionMigration {name} failed: {message}"));
                 }
@@ -199,7 +265,7 @@ async fn migrate_with(
     .await;
     waited.unwrap_or_else(|_| {
         Err(format!(
-            "StorageVersionMigration {name} did not finish in 5 minutes"
+            "StorageVersionMigration {name} did not finish in 5 minutes: is kube-controller-manager running its storage-version-migrator-controller (feature gate StorageVersionMigrator)? Without it, run `kubectl frontegg migrate --rewrite`"
         ))
     })
 }
@@ -226,12 +292,21 @@ pub fn describe(done: &[Migrated]) -> String {
                 m.crd, m.storage_version
             ),
             "rewrite" => format!(
-                "{}: {} object(s) rewritten as {}; storedVersions {:?} -> {:?} (no storagemigration.k8s.io API: rewritten by this command)\n",
-                m.crd, m.objects, m.storage_version, m.stored_before, m.stored_after
+                "{}: {} object(s) rewritten as {}; storedVersions {:?} -> {:?} ({}: rewritten by this command)\n",
+                m.crd,
+                m.objects,
+                m.storage_version,
+                m.stored_before,
+                m.stored_after,
+                if m.forced {
+                    "--rewrite"
+                } else {
+                    "no storagemigration.k8s.io API"
+                }
             ),
             _ => format!(
-                "{}: migrated to {} by a StorageVersionMigration; storedVersions {:?} -> {:?}\n",
-                m.crd, m.storage_version, m.stored_before, m.stored_after
+                "{}: {} object(s) migrated to {} by a StorageVersionMigration; storedVersions {:?} -> {:?}\n",
+                m.crd, m.objects, m.storage_version, m.stored_before, m.stored_after
             ),
         };
         out.push_str(&line);
