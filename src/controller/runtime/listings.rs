@@ -101,7 +101,9 @@ impl DriftCache {
     /// Registers `key` for background drift checks (listed through `lister` once per
     /// `period`) and returns the latest listing at hand, however old: its `fetched_at` says
     /// what it can prove. A new group's first turn is spread over one period, so a restart
-    /// (or a burst of new groups) does not list every group at once.
+    /// (or a burst of new groups) does not list every group at once. So is that of a group
+    /// first listed in place (a recovery): it was just listed, and would otherwise be due at
+    /// once and listed again.
     pub fn watch(&self, key: GroupKey, lister: Lister, period: Duration) -> Option<Listing> {
         let now = Timestamp::now();
         let slot = {
@@ -110,6 +112,9 @@ impl DriftCache {
             let group = groups
                 .entry(key)
                 .or_insert_with(|| Group::new(first_turn, now));
+            if group.lister.is_none() {
+                group.due = group.due.max(first_turn);
+            }
             group.lister = Some(lister);
             group.seen = now;
             group.slot.clone()
@@ -366,6 +371,31 @@ mod tests {
         assert!(cache.watch(key("e", 1), lister(), hour).is_some());
         // Other environments' groups are not this one's.
         assert!(cache.next_due("other", now, hour).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_group_first_listed_in_place_is_not_listed_again_at_once_when_registered() {
+        let cache = DriftCache::default();
+        let hour = Duration::from_secs(3600);
+        // A recovery lists the group in place before any reconcile registered it.
+        cache
+            .listing(key("e", 1), Duration::ZERO, || async { Ok(vec![]) })
+            .await
+            .unwrap();
+        assert!(cache.watch(key("e", 1), lister(), hour).is_some());
+        let wait = cache.next_due("e", Timestamp::now(), hour).err();
+        assert!(
+            wait.is_some_and(|w| w > Duration::ZERO && w <= hour),
+            "{wait:?}"
+        );
+        // Registering again keeps the turn it was given.
+        let again = cache.next_due("e", Timestamp::now(), hour).err();
+        cache.watch(key("e", 1), lister(), hour);
+        let after = cache.next_due("e", Timestamp::now(), hour).err();
+        assert!(
+            after.zip(again).is_some_and(|(a, b)| a <= b),
+            "{after:?} {again:?}"
+        );
     }
 
     #[tokio::test]
