@@ -53,12 +53,11 @@ pub async fn all(client: &kube::Client, force_rewrite: bool) -> Result<Vec<Migra
             .get(&name)
             .await
             .map_err(|e| format!("read CRD {name}: {e}"))?;
-        planned.push(plan(&crd, svm.is_some(), force_rewrite)?);
+        planned.push(plan(crd, svm.is_some(), force_rewrite)?);
     }
     let mut started = Vec::new();
     for (crd, report) in &mut planned {
         let migration = match (report.path.as_str(), svm.as_ref()) {
-            ("none", _) => None,
             ("storage-version-migration", Some(svm)) => {
                 report.objects = count(client, &resource_of(crd, &report.storage_version)).await?;
                 Some(start_migration(client, svm, crd).await?)
@@ -84,7 +83,7 @@ pub async fn all(client: &kube::Client, force_rewrite: bool) -> Result<Vec<Migra
 
 /// What one CRD needs: nothing when it stores its storage version alone.
 fn plan(
-    crd: &CustomResourceDefinition,
+    crd: CustomResourceDefinition,
     svm: bool,
     forced: bool,
 ) -> Result<(CustomResourceDefinition, Migrated), String> {
@@ -115,7 +114,7 @@ fn plan(
         forced,
         objects: 0,
     };
-    Ok((crd.clone(), report))
+    Ok((crd, report))
 }
 
 /// Only once every object is stored as the storage version may the others leave the list.
